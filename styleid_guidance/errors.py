@@ -1,0 +1,31 @@
+"""User-facing errors: one line, names the culprit, says what to do."""
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+
+class StyleIDError(ValueError):
+    """A mistake the user can fix (bad path, bad image, missing weights, bad flag)."""
+
+
+class NoFaceError(StyleIDError):
+    """No face was found where one was required."""
+
+
+def run_cli(main_fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Run a CLI entry point, turning user mistakes into `PROG: error: MESSAGE` and exit code 2.
+
+    Only StyleIDError (and FileNotFoundError from our loaders) are caught: anything else is a bug
+    and keeps its traceback.
+    """
+    prog = prog or (sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "styleid")
+    try:
+        return int(main_fn(argv) or 0)
+    except (StyleIDError, FileNotFoundError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

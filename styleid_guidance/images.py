@@ -1,0 +1,144 @@
+"""Loading and converting images: everything becomes RGB float in [0, 1], or a clear error."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .errors import StyleIDError
+
+ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+
+MIN_SIDE = 16  # below this no face model sees anything useful
+
+
+def _describe(src: object) -> str:
+    return str(src) if isinstance(src, (str, os.PathLike)) else type(src).__name__
+
+
+def _array_to_uint8_rgb(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
+        raise StyleIDError(f"{name}: expected an HxW, HxWx3 or HxWx4 image array, got shape {tuple(arr.shape)}")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise StyleIDError(f"{name}: the image contains NaN or inf values")
+        scale = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
+        arr = np.clip(arr / scale, 0.0, 1.0)
+    elif arr.dtype == np.uint16 or (np.issubdtype(arr.dtype, np.integer) and arr.max(initial=0) > 255):
+        arr = arr.astype(np.float64) / 65535.0
+    elif arr.dtype == np.bool_:
+        arr = arr.astype(np.float64)
+    else:
+        arr = arr.astype(np.float64) / 255.0
+    if arr.shape[-1] == 4:  # composite on white: transparent regions should not look like black hair
+        alpha = arr[..., 3:4]
+        arr = arr[..., :3] * alpha + (1.0 - alpha)
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    return np.round(arr * 255.0).astype(np.uint8)
+
+
+def load_image(src: ImageInput, min_side: int = MIN_SIDE) -> Image.Image:
+    """Return an RGB PIL image from a path, PIL image, numpy array or [3,H,W] tensor in [0,1]."""
+    name = _describe(src)
+    if isinstance(src, torch.Tensor):
+        return to_pil(to_tensor(src)[0])
+    if isinstance(src, (str, os.PathLike)):
+        path = Path(src)
+        if not path.exists():
+            raise StyleIDError(f"{path}: no such file")
+        if path.is_dir():
+            raise StyleIDError(f"{path}: is a folder, expected an image file")
+        try:
+            with Image.open(path) as im:
+                im.load()
+                src = im.copy()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            raise StyleIDError(f"{path}: not a readable image ({type(err).__name__}); pass a PNG/JPEG/WebP file") from None
+    if isinstance(src, Image.Image):
+        mode = src.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(src, dtype=np.uint32 if mode == "I" else np.uint16)
+            if mode == "I":
+                arr = arr.astype(np.float64) / max(float(arr.max(initial=1)), 1.0)
+            src = np.asarray(arr)
+        elif mode == "F":
+            src = np.asarray(src, dtype=np.float32)
+        elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in src.info):
+            src = np.asarray(src.convert("RGBA"))
+        else:
+            src = np.asarray(src.convert("RGB"))
+    if not isinstance(src, np.ndarray):
+        raise StyleIDError(f"{name}: unsupported image type; pass a file path, PIL image, numpy array or tensor")
+    rgb = _array_to_uint8_rgb(src, name)
+    h, w = rgb.shape[:2]
+    if min(h, w) < min_side:
+        raise StyleIDError(f"{name}: image is {w}x{h} px, too small (need at least {min_side} px per side)")
+    return Image.fromarray(rgb, "RGB")
+
+
+def to_tensor(images: ImageInput | Sequence[ImageInput], device: torch.device | str | None = None) -> torch.Tensor:
+    """Stack images into a float tensor [B,3,H,W] in [0,1]. Tensors pass through after validation."""
+    if isinstance(images, torch.Tensor):
+        x = images.unsqueeze(0) if images.ndim == 3 else images
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise StyleIDError(f"image tensor must be [B,3,H,W] or [3,H,W], got {tuple(images.shape)}")
+        if not x.is_floating_point():
+            x = x.float() / 255.0
+        if not torch.isfinite(x.detach()).all():
+            raise StyleIDError("image tensor contains NaN or inf values")
+        return x.to(device) if device is not None else x
+    if not isinstance(images, (list, tuple)):
+        images = [images]
+    if len(images) == 0:
+        raise StyleIDError("no images given")
+    arrays = [np.asarray(load_image(im)) for im in images]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise StyleIDError(f"images have different sizes {sorted(shapes)}; embed them one by one or resize first")
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
+    return x.to(device) if device is not None else x
+
+
+def to_pil(x: torch.Tensor) -> Image.Image | list[Image.Image]:
+    """[3,H,W] → PIL image; [B,3,H,W] → list of PIL images (values clamped to [0,1])."""
+    if x.ndim == 4:
+        return [to_pil(t) for t in x]  # type: ignore[misc]
+    arr = (x.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
+    return Image.fromarray(arr, "RGB")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Image files under a folder, sorted, by suffix."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise StyleIDError(f"{folder}: not a folder")
+    pattern = "**/*" if recursive else "*"
+    return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it over `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()

@@ -1,0 +1,75 @@
+"""Offline, CPU-only, deterministic test harness."""
+from __future__ import annotations
+
+import os
+
+# before any Hugging Face import: a test that reaches for the network is a bug
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["STYLEID_OFFLINE"] = "1"
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import ipaddress
+import socket
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(2)
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self, address):
+    host = address[0] if isinstance(address, tuple) else address
+    try:
+        local = isinstance(host, str) and (host == "localhost" or ipaddress.ip_address(host).is_loopback)
+    except ValueError:
+        local = False
+    if self.family == socket.AF_UNIX or local:
+        return _real_connect(self, address)
+    raise RuntimeError(f"test tried to reach the network: {address!r}")
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    yield
+
+
+@pytest.fixture
+def tiny_encoder():
+    from styleid_guidance import StyleIDEncoder
+
+    return StyleIDEncoder.from_open_clip("test-tiny", pretrained=None)
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def camera() -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.camera()).convert("RGB")
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir():
+    """Images worth looking at after a run (screenshots, grids) go here; CI keeps the folder."""
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "test-artifacts")
+    os.makedirs(path, exist_ok=True)
+    return path
