@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -21,6 +22,7 @@ import open_clip
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image
 from open_clip.transformer import LayerNorm, QuickGELU, VisionTransformer
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
@@ -373,15 +375,29 @@ class StyleIDEncoder(nn.Module):
         items = list(images) if isinstance(images, (list, tuple)) else [images]
         if not items:
             raise StyleIDError("no images given")
+
+        def prepare(start: int) -> torch.Tensor:
+            batch = items[start : start + batch_size]
+            return torch.stack(list(pool.map(lambda it: self._prepare_one(it, crop, detector, model_rootpath), batch)))
+
         out = []
-        with torch.no_grad():
-            for i in range(0, len(items), batch_size):
-                batch = [self._prepare_one(item, crop, detector, model_rootpath) for item in items[i : i + batch_size]]
-                out.append(self.encode_pixels(torch.stack(batch).to(self.device)))
+        # decoding and resizing release the GIL: a few threads keep the model fed, one batch ahead
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool, torch.no_grad():
+            starts = list(range(0, len(items), batch_size))
+            ahead = pool.submit(prepare, starts[0])
+            for nxt in starts[1:] + [None]:
+                batch = ahead.result()
+                if nxt is not None:
+                    ahead = pool.submit(prepare, nxt)
+                out.append(self.encode_pixels(batch.to(self.device, non_blocking=True)))
         return torch.cat(out)
 
     def _prepare_one(self, item: ImageInput, crop: str, detector: str, model_rootpath: str | None) -> torch.Tensor:
         pil = load_image(item)
+        if crop == "center" and self.device.type == "cpu":
+            # on CPU, PIL's uint8 resize is ~2x faster than torch's antialiased bicubic on full-size
+            # photos, and it is exactly what CLIPImageProcessor does
+            return self.preprocess(to_tensor(_pil_resize_shortest(pil, self.image_size)), crop)[0]
         x = to_tensor(pil, device=self.device)
         if crop == "face":
             from .faces import crop_faces
@@ -451,6 +467,12 @@ class StyleIDEncoder(nn.Module):
 
 
 # ---------------------------------------------------------------------- helpers
+def _pil_resize_shortest(pil: Image.Image, size: int) -> Image.Image:
+    w, h = pil.size
+    new = (int(size * w / h), size) if h <= w else (size, int(size * h / w))
+    return pil if new == (w, h) else pil.resize(new, Image.BICUBIC)
+
+
 def _mlp_ratio(intermediate: int, width: int) -> float:
     """open_clip sizes the MLP as int(width * ratio): make sure that lands exactly on `intermediate`."""
     ratio = intermediate / width

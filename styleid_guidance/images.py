@@ -23,6 +23,8 @@ def _describe(src: object) -> str:
 
 
 def _array_to_uint8_rgb(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[-1] == 3:
+        return arr
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
@@ -63,6 +65,10 @@ def load_image(src: ImageInput, min_side: int = MIN_SIDE) -> Image.Image:
                 src = im.copy()
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             raise StyleIDError(f"{path}: not a readable image ({type(err).__name__}); pass a PNG/JPEG/WebP file") from None
+    if isinstance(src, Image.Image) and src.mode == "RGB":  # the common case: nothing to convert
+        if min(src.size) < min_side:
+            raise StyleIDError(f"{name}: image is {src.size[0]}x{src.size[1]} px, too small (need at least {min_side} px per side)")
+        return src
     if isinstance(src, Image.Image):
         mode = src.mode
         if mode in ("I;16", "I;16B", "I;16L", "I"):

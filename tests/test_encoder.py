@@ -169,7 +169,8 @@ def test_embed_accepts_paths_pil_and_tensors_alike(tmp_path, tiny_encoder, astro
         from_pil = tiny_encoder.embed([astronaut])
         from_tensor = tiny_encoder.embed(x)
     torch.testing.assert_close(from_path, from_pil)
-    torch.testing.assert_close(from_path, from_tensor, atol=1e-5, rtol=1e-5)
+    # files resize with PIL on CPU (as CLIPImageProcessor does), tensors with torch (differentiable)
+    assert float((from_path * from_tensor).sum()) > 0.995
 
 
 def test_preprocessing_matches_clip_image_processor(astronaut):
