@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 # torch is pinned to the release this toolkit is tested with (aarch64 gets the CPU build that exists there)
 TORCH := $(if $(filter aarch64,$(shell uname -m)),torch==2.9.1 torchvision==0.24.1,torch==2.14.1 torchvision==0.29.1)
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: demo test install clean
 
@@ -21,8 +22,9 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# real models when they can be had (downloaded on first use), otherwise the built-in tiny profile
 demo: $(STAMP)
-	$(BIN)/styleid verify examples/faces/astronaut.jpg examples/faces/astronaut_painted.jpg examples/faces/astronaut_sketch.jpg
+	$(BIN)/styleid-demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)

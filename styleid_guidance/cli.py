@@ -129,12 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--skip-bad", action="store_true", help="skip unreadable images or images without a face instead of stopping")
     embed.set_defaults(func=_cmd_embed)
 
-    try:
-        from . import evaluation
-    except ImportError:  # evaluation lives beside the core; a partial install should still verify/embed
-        evaluation = None
-    if evaluation is not None and hasattr(evaluation, "register"):
-        evaluation.register(sub)
+    from . import evaluation
+
+    evaluation.register(sub)
     return parser
 
 

@@ -27,6 +27,7 @@ from open_clip.transformer import LayerNorm, QuickGELU, VisionTransformer
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 
+from .attention import split_attention_projections, to_fused_names
 from .convert import hf_vision_to_open_clip, open_clip_to_hf_vision
 from .errors import StyleIDError
 from .hub import resolve_model_dir
@@ -40,7 +41,7 @@ BACKBONE_WEIGHTS = "backbone.safetensors"
 RELEASED_ID = "kwanY/styleid"
 
 _MLP_NAMES = ("c_fc", "c_proj", "fc1", "fc2")
-_ATTN_LINEAR_NAMES = ("qkv", "q_proj", "k_proj", "v_proj", "proj", "out_proj")
+_ATTN_LINEAR_NAMES = ("in_proj", "qkv", "q_proj", "k_proj", "v_proj", "proj", "out_proj")
 
 
 @dataclass
@@ -78,25 +79,22 @@ class StyleIDConfig:
 
 
 def lora_target_modules(visual: nn.Module, targets: str | Sequence[str]) -> list[str]:
-    """Module names to adapt. nn.MultiheadAttention is targeted whole: its out_proj is called through
-    F.multi_head_attention_forward, so a LoRA on out_proj alone would never see a gradient."""
+    """Names of the linear layers to adapt: attention projections ("attn") and/or MLP ("mlp")."""
     if not isinstance(targets, str):
         return list(targets)
     wanted = set(targets.split("+"))
     if not wanted <= {"attn", "mlp"}:
         raise StyleIDError(f"lora targets must be 'attn', 'mlp', 'attn+mlp' or a list of module names, got {targets!r}")
     names: list[str] = []
-    mha_names = {n for n, m in visual.named_modules() if isinstance(m, nn.MultiheadAttention)}
     for name, module in visual.named_modules():
-        if isinstance(module, nn.MultiheadAttention) and "attn" in wanted:
+        if not isinstance(module, nn.Linear):
+            continue
+        leaf = name.rsplit(".", 1)[-1]
+        parent = name.rsplit(".", 2)[-2] if "." in name else ""
+        if "mlp" in wanted and leaf in _MLP_NAMES:
             names.append(name)
-        elif isinstance(module, nn.Linear) and name.rsplit(".", 1)[0] not in mha_names:
-            leaf = name.rsplit(".", 1)[-1]
-            parent = name.rsplit(".", 2)[-2] if name.count(".") >= 1 else ""
-            if "mlp" in wanted and leaf in _MLP_NAMES:
-                names.append(name)
-            elif "attn" in wanted and leaf in _ATTN_LINEAR_NAMES and "attn" in parent:
-                names.append(name)
+        elif "attn" in wanted and leaf in _ATTN_LINEAR_NAMES and "attn" in parent:
+            names.append(name)
     if not names:
         raise StyleIDError(f"no modules match lora targets {targets!r} in this backbone")
     return names
@@ -150,7 +148,8 @@ class StyleIDEncoder(nn.Module):
         self.config = config
         for p in visual.parameters():
             p.requires_grad_(False)
-        self.visual: nn.Module = visual
+        # exact LoRA on attention (see attention.py); weights are shared, embeddings unchanged
+        self.visual: nn.Module = split_attention_projections(visual)
         if config.lora.rank > 0:
             lora = LoraConfig(
                 r=config.lora.rank,
@@ -439,7 +438,7 @@ class StyleIDEncoder(nn.Module):
         else:
             vit = _vit_kwargs_from_open_clip(self.backbone, self.config)
         merged = self.merged()
-        hf_state = open_clip_to_hf_vision({k: v.detach().cpu().contiguous() for k, v in merged.visual.state_dict().items()})
+        hf_state = open_clip_to_hf_vision({k: v.detach().cpu().contiguous() for k, v in to_fused_names(merged.visual.state_dict()).items()})
         vcfg = CLIPVisionConfig(
             hidden_size=vit["width"],
             intermediate_size=int(vit["width"] * vit["mlp_ratio"]),
@@ -508,13 +507,13 @@ def _vit_kwargs_from_open_clip(visual: nn.Module, config: StyleIDConfig) -> dict
 def _base_state_dict(enc: StyleIDEncoder) -> dict[str, torch.Tensor]:
     """Backbone weights without LoRA tensors, under the plain open_clip names."""
     if not enc.has_adapter:
-        return enc.visual.state_dict()
+        return to_fused_names(enc.visual.state_dict())
     out = {}
     for key, value in enc.backbone.state_dict().items():
         if "lora_" in key:
             continue
         out[key.replace(".base_layer.", ".")] = value
-    return out
+    return to_fused_names(out)
 
 
 def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], where: object) -> None:

@@ -368,7 +368,8 @@ def plot_roc(scores: dict[str, np.ndarray], labels: np.ndarray, path: Path, log_
     if log_fpr:
         n_neg = int((labels == 0).sum())
         ax.set_xscale("log")
-        ax.set_xlim(max(1e-4, 1.0 / max(n_neg, 1)), 1.0)
+        # from the smallest FPR the negatives can resolve, and at least two decades wide
+        ax.set_xlim(min(max(1e-4, 0.5 / max(n_neg, 1)), 1e-2), 1.0)
         ax.axvline(1e-2, color="grey", lw=0.8, ls=":")
     else:
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")

@@ -1,0 +1,132 @@
+"""Cost of JoJoGAN's identity term: time per fine-tuning iteration and peak memory, side by side.
+
+    python benchmarks/jojogan_iteration.py                 # CUDA: 1024 px; CPU: 256 px
+    python benchmarks/jojogan_iteration.py --size 128 --iters 2
+
+Runs the real `jojogan.train.finetune` loop for --id_loss none / arcface / styleid with random
+weights of the real architectures (StyleGAN2 config-f, facexlib IR-SE50, CLIP ViT-L/14 + LoRA r8),
+each mode in a fresh subprocess so peak memory is per mode. Goal (issue 5): styleid <= 1.5x none
+per iteration at 1024 px on a GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MODES = ("none", "arcface", "styleid")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(mode: str, size: int, iters: int, warmup: int, device: str, threads: int) -> dict:
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from jojogan.stylegan2 import Discriminator, Generator
+    from jojogan.train import FinetuneConfig, finetune
+    from styleid_guidance.identity import build_identity_loss
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    generator = Generator(size, 512, 8, 2).to(dev)
+    discriminator = Discriminator(size, 2).to(dev)
+    model = None
+    if mode == "arcface":
+        from styleid_guidance.arcface import build_arcface_backbone
+
+        model = build_arcface_backbone()
+    elif mode == "styleid":
+        from styleid_guidance.encoder import StyleIDEncoder
+
+        model = StyleIDEncoder.from_open_clip("ViT-L-14", pretrained=None)
+    identity_loss = build_identity_loss(mode, model=model, device=dev)
+    latents = torch.randn(1, generator.n_latent, 512, device=dev) * 0.5 + generator.mean_latent(1000)
+    targets = torch.rand(1, 3, size, size, device=dev) * 2 - 1
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    base_alloc = torch.cuda.memory_allocated() if dev.type == "cuda" else 0
+    base_rss = _rss_mb()
+    stamps: list[float] = []
+    start = time.perf_counter()
+    config = FinetuneConfig(num_iter=warmup + iters, seed=0)
+    finetune(generator, discriminator, latents, targets, config, identity_loss=identity_loss,
+             progress=lambda i, n, losses: stamps.append(time.perf_counter()), show_progress=False)
+    times = [b - a for a, b in zip([start] + stamps[:-1], stamps)][warmup:]
+    result = {"mode": mode, "size": size, "device": device, "s_per_iter": sum(times) / len(times), "iters": len(times)}
+    if dev.type == "cuda":
+        result["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        result["extra_mb"] = (torch.cuda.max_memory_allocated() - base_alloc) / 2**20
+    else:
+        result["peak_mb"] = _peak_rss_mb()
+        result["extra_mb"] = _peak_rss_mb() - base_rss
+    return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=None, help="generator size (default: 1024 on CUDA, 256 on CPU)")
+    p.add_argument("--iters", type=int, default=3, help="timed iterations per mode")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    size = args.size or (1024 if device.startswith("cuda") else 256)
+    if args.worker:
+        print(json.dumps(worker(args.worker, size, args.iters, args.warmup, device, args.threads)))
+        return 0
+
+    results = {}
+    for mode in args.modes.split(","):
+        cmd = [sys.executable, __file__, "--worker", mode, "--size", str(size), "--iters", str(args.iters),
+               "--warmup", str(args.warmup), "--device", device, "--threads", str(args.threads)]
+        out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        if out.returncode != 0:
+            print(out.stderr[-2000:], file=sys.stderr)
+            return 1
+        results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"  {mode}: {results[mode]['s_per_iter']:.3f} s/iter", file=sys.stderr)
+
+    mem = "GPU peak allocated" if device.startswith("cuda") else "peak RSS"
+    print(f"JoJoGAN iteration cost, {size} px, {device}, {args.iters} timed iterations after {args.warmup} warm-up")
+    print(f"{'id_loss':<9} {'s/iter':>8} {'x none':>7} {mem + ' MB':>24} {'x none':>7} {'extra MB':>9}")
+    ref = results.get("none")
+    for mode, r in results.items():
+        t_ratio = r["s_per_iter"] / ref["s_per_iter"] if ref else float("nan")
+        m_ratio = r["peak_mb"] / ref["peak_mb"] if ref else float("nan")
+        print(f"{mode:<9} {r['s_per_iter']:>8.3f} {t_ratio:>7.2f} {r['peak_mb']:>24.0f} {m_ratio:>7.2f} {r['extra_mb']:>9.0f}")
+    if ref and "styleid" in results:
+        ratio = results["styleid"]["s_per_iter"] / ref["s_per_iter"]
+        verdict = "meets" if ratio <= 1.5 else "misses"
+        note = "" if device.startswith("cuda") and size == 1024 else " (the goal is stated for 1024 px on a GPU)"
+        print(f"styleid/none = {ratio:.2f}x: {verdict} the <= 1.5x goal{note}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

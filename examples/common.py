@@ -1,0 +1,135 @@
+"""Shared pieces of the guided-stylisation examples: flags, identity scorers, annotated side-by-side grids.
+
+Each example runs its stylizer unguided and guided with the same seed and saves one grid: the reference face,
+then per strength level the unguided and guided images, each captioned with its StyleID and ArcFace cosine
+similarity to the reference.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Sequence
+
+import PIL.Image
+import PIL.ImageDraw
+import PIL.ImageFont
+import torch
+
+from styleid_guidance.errors import StyleIDError
+from styleid_guidance.images import atomic_write, load_image
+
+FACES_DIR = Path(__file__).resolve().parent / "faces"
+DEFAULT_FACE = FACES_DIR / "astronaut.jpg"
+CAPTION_HEIGHT = 34
+
+
+def add_guidance_args(parser: argparse.ArgumentParser) -> None:
+    """Flags every guided example shares (reference, output, guidance settings, scorers, --tiny)."""
+    from pipelines.presets import STYLE_PROMPTS
+
+    parser.add_argument("--face", default=str(DEFAULT_FACE), help="reference face photo (default: the bundled astronaut)")
+    parser.add_argument("--style", default="pixar", help=f"one of {', '.join(STYLE_PROMPTS)}, or any prompt text")
+    parser.add_argument("--levels", type=int, nargs="+", default=[4], help="strength levels 1..7, one grid row each")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="outputs/guided.png", help="where to save the annotated grid (PNG)")
+    parser.add_argument("--scale", type=float, default=None, help="guidance step size (default: the callback's)")
+    parser.add_argument("--mode", choices=("x0", "xt"), default="x0", help="x0: no denoiser backprop (default); xt: FreeDoM-style")
+    parser.add_argument("--guidance-decoder", default=None, help="AutoencoderTiny Hub id / folder (e.g. madebyollin/taesd) to decode x0 for guidance")
+    parser.add_argument("--start", type=float, default=0.0, help="first guided fraction of the steps")
+    parser.add_argument("--end", type=float, default=0.9, help="guided steps end here (fraction)")
+    parser.add_argument("--augment", type=int, default=2, help="random crop/flip views per guided step")
+    parser.add_argument("--styleid-model", default=None, help="StyleID encoder Hub id / folder (default kwanY/styleid)")
+    parser.add_argument("--arcface", default=None, help="ArcFace IR-SE50 weights file or folder (facexlib layout)")
+    parser.add_argument("--model-rootpath", default=None, help="folder with facexlib weights (ArcFace, RetinaFace)")
+    parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
+    parser.add_argument("--tiny", action="store_true", help="tiny random models: offline smoke run in seconds")
+
+
+def style_prompt(style: str) -> str:
+    from pipelines.presets import STYLE_PROMPTS
+
+    return STYLE_PROMPTS.get(style, style)
+
+
+def build_scorers(args: argparse.Namespace, reference: PIL.Image.Image) -> dict[str, torch.nn.Module]:
+    """{"StyleID": loss, "ArcFace": loss}, each holding the reference. --tiny: random tiny stand-ins."""
+    from styleid_guidance.identity import build_identity_loss
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.tiny:
+        from styleid_guidance import StyleIDEncoder
+        from styleid_guidance.arcface import build_arcface_backbone
+
+        styleid_model, arcface_model = StyleIDEncoder.from_open_clip("test-tiny", pretrained=None), build_arcface_backbone()
+    else:
+        styleid_model, arcface_model = args.styleid_model, args.arcface
+    return {
+        "StyleID": build_identity_loss("styleid", reference, model=styleid_model, device=device),
+        "ArcFace": build_identity_loss("arcface", reference, model=arcface_model, device=device, model_rootpath=args.model_rootpath),
+    }
+
+
+def build_guidance(args: argparse.Namespace, identity_loss: torch.nn.Module):
+    from integrations.diffusers import IdentityGuidanceCallback
+
+    decoder = None
+    if args.guidance_decoder:
+        from diffusers import AutoencoderTiny
+
+        from styleid_guidance.hub import resolve_model_dir
+
+        folder = resolve_model_dir(args.guidance_decoder, kind="guidance decoder", flag="--guidance-decoder")
+        device = identity_loss.device
+        decoder = AutoencoderTiny.from_pretrained(folder).to(device).eval().requires_grad_(False)
+    kwargs = {} if args.scale is None else {"scale": args.scale}
+    return IdentityGuidanceCallback(identity_loss, mode=args.mode, guidance_decoder=decoder, start=args.start, end=args.end,
+                                    augment=args.augment, seed=args.seed, **kwargs)
+
+
+@torch.no_grad()
+def caption(image: PIL.Image.Image, scorers: dict[str, torch.nn.Module]) -> str:
+    """"StyleID 0.62 · ArcFace 0.41": cosine similarity to each scorer's reference."""
+    return "  ".join(f"{name} {float(loss.similarity(image)[0]):.2f}" for name, loss in scorers.items())
+
+
+def annotated_grid(rows: Sequence[Sequence[tuple[PIL.Image.Image, str]]], tile: int = 256, title: str | None = None) -> PIL.Image.Image:
+    """Tiles (image, caption) laid out row by row, each resized to `tile` px with its caption underneath."""
+    font = PIL.ImageFont.load_default()
+    cols = max(len(r) for r in rows)
+    top = CAPTION_HEIGHT if title else 0
+    grid = PIL.Image.new("RGB", (cols * tile, top + len(rows) * (tile + CAPTION_HEIGHT)), "white")
+    draw = PIL.ImageDraw.Draw(grid)
+    if title:
+        draw.text((6, 8), title, fill="black", font=font)
+    for r, row in enumerate(rows):
+        y = top + r * (tile + CAPTION_HEIGHT)
+        for c, (image, text) in enumerate(row):
+            grid.paste(load_image(image, min_side=1).resize((tile, tile), PIL.Image.LANCZOS), (c * tile, y))
+            for k, line in enumerate(text.split("\n")[:2]):
+                draw.text((c * tile + 4, y + tile + 3 + 14 * k), line, fill="black", font=font)
+    return grid
+
+
+def save_png(image: PIL.Image.Image, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise StyleIDError(f"--out {path}: the grid is saved as PNG; give a path ending in .png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp:
+        image.save(tmp, format="PNG")
+    return path
+
+
+def guided_comparison(stylize, face: PIL.Image.Image, prompt: str, levels: Sequence[int], guidance, scorers: dict, seed: int,
+                      title: str | None = None) -> PIL.Image.Image:
+    """Run `stylize(face, prompt, level, identity_guidance, seed)` unguided and guided per level → grid."""
+    from tqdm import tqdm
+
+    rows = []
+    for level in tqdm(list(levels), desc="strength levels", unit="level"):
+        plain = stylize(face, prompt, strength_level=level, identity_guidance=None, seed=seed)
+        guided = stylize(face, prompt, strength_level=level, identity_guidance=guidance, seed=seed)
+        rows.append([(face, "reference"), (plain, f"level {level} unguided\n{caption(plain, scorers)}"),
+                     (guided, f"level {level} guided\n{caption(guided, scorers)}")])
+    return annotated_grid(rows, title=title)

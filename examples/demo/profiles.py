@@ -1,0 +1,419 @@
+"""Model profiles: which weights the demo's tabs run on, and how the default launch picks one.
+
+    tiny  built-in tiny random models: offline, seconds on CPU. Checks that the UI works; the images
+          and scores it shows are NOT meaningful.
+    sd15  the real identity models (released StyleID, facexlib ArcFace, OpenAI CLIP ViT-L/14) and
+          IP-Adapter FaceID-Plus on SD1.5, the paper's set-up (about 6 GB of GPU memory).
+    sdxl  sd15 + InstantID on SDXL.
+    flux  sdxl + InfiniteYou on FLUX.1-dev (24-43 GB of GPU memory).
+    auto  (default) sd15 when the released StyleID weights are on disk or the Hub answers within
+          a second or two; otherwise tiny, and the page says why.
+
+Real weights are Hub ids or local folders (`--model KEY=VALUE`), downloaded on first use. A framework
+whose module does not import or whose weights cannot be had is shown as unavailable with the reason;
+the rest of the page keeps working.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import importlib
+import inspect
+import logging
+import os
+import re
+import threading
+import urllib.request
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from PIL import Image
+
+from styleid_guidance.errors import NoFaceError, StyleIDError
+
+log = logging.getLogger("styleid-demo")
+
+PROFILES = ("auto", "tiny", "sd15", "sdxl", "flux")
+DEFAULT_REAL_PROFILE = "sd15"
+
+IDENTITY_MODELS = ("styleid", "arcface", "clip")
+IDENTITY_LABELS = {"styleid": "StyleID", "arcface": "ArcFace", "clip": "CLIP"}
+
+FRAMEWORKS = ("ip_adapter", "instantid", "infiniteyou")
+FRAMEWORK_LABELS = {"ip_adapter": "IP-Adapter", "instantid": "InstantID", "infiniteyou": "InfiniteYou"}
+_STYLIZERS = {
+    "ip_adapter": ("pipelines.ip_adapter", "IPAdapterStylizer"),
+    "instantid": ("pipelines.instantid", "InstantIDStylizer"),
+    "infiniteyou": ("pipelines.infiniteyou", "InfiniteYouStylizer"),
+}
+# Each real profile adds the next, heavier base model.
+PROFILE_FRAMEWORKS = {"tiny": FRAMEWORKS, "sd15": ("ip_adapter",), "sdxl": ("ip_adapter", "instantid"), "flux": FRAMEWORKS}
+
+# Real-profile defaults; every key can be overridden with --model KEY=VALUE.
+DEFAULT_WEIGHTS = {
+    "styleid": "kwanY/styleid",
+    "arcface": None,  # facexlib's recognition_arcface_ir_se50.pth (its weights folder, or a download)
+    "clip": "ViT-L-14/openai",
+    "jojogan.stylegan_ckpt": "models/stylegan2-ffhq-config-f.pt",
+    "jojogan.e4e_ckpt": "models/e4e_ffhq_encode.pt",
+}
+
+TINY_BANNER = (
+    "**Tiny profile: built-in tiny random models.** The images and scores below are NOT meaningful; "
+    "this profile only shows that the demo works. Launch with `--profile sd15`, `sdxl` or `flux` for real models."
+)
+# Tiny models take the same code paths with far fewer steps: every guided call stays in seconds on a CPU.
+TINY_CALL_OVERRIDES = {"num_inference_steps": 2}
+TINY_GUIDANCE = {"end": 0.5}  # with 2 steps: guide the first step only
+TINY_JOJOGAN_ITERS = 2
+DETECT_SIDE = 320  # px: faces are found on a copy at most this large
+REAL_JOJOGAN_ITERS = 300
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_TRUE = ("1", "true", "yes", "on")
+
+
+# ----------------------------------------------------------------------------------------- reachability
+
+
+def _env_offline() -> bool:
+    return any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "STYLEID_OFFLINE"))
+
+
+_hub_state: dict[str, Any] = {}
+
+
+def hub_reachable(timeout: float = 1.5) -> tuple[bool, str]:
+    """(reachable, reason). Asked once per process, in a daemon thread: a stuck DNS lookup or proxy
+    must not hang the launch, so no answer within `timeout` counts as offline."""
+    if _env_offline():
+        return False, "offline mode is on (HF_HUB_OFFLINE / STYLEID_OFFLINE)"
+    if "answer" in _hub_state:
+        return _hub_state["answer"]
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    result: dict[str, Any] = {}
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(f"{endpoint}/api/models/kwanY/styleid", method="HEAD"), timeout=timeout)
+            result["ok"] = True
+        except urllib.error.HTTPError:
+            result["ok"] = True  # the server answered (401/404 still means the network works)
+        except Exception as err:  # DNS, refused, TLS, timeout: all mean "cannot download now"
+            result["err"] = type(err).__name__
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    if result.get("ok"):
+        answer = (True, "")
+    else:
+        answer = (False, f"{endpoint} cannot be reached ({result.get('err', 'no answer in time')})")
+    _hub_state["answer"] = answer
+    return answer
+
+
+def go_offline() -> None:
+    """Make every later Hub call read the local cache only (no download attempts that would hang)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    with contextlib.suppress(Exception):
+        import huggingface_hub.constants as hf_constants
+
+        hf_constants.HF_HUB_OFFLINE = True
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    snapshots = Path(HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    return snapshots.is_dir() and any(p.is_dir() and any(p.iterdir()) for p in snapshots.iterdir())
+
+
+def weights_reason(source: str | None, what: str) -> str | None:
+    """None when `source` (a local path or a Hub id) can be loaded now or downloaded; else why not."""
+    if source is None:
+        return None
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.exists():
+        return None
+    if not _HUB_ID.match(text) or text.startswith((".", "/", "~")) or text.endswith((".pt", ".pth", ".bin", ".onnx", ".safetensors")):
+        return f"{what}: {text} not found"
+    if _in_hub_cache(text):
+        return None
+    ok, why = hub_reachable()
+    return None if ok else f"{what}: {text} is not in the local Hugging Face cache and {why}"
+
+
+def resolve_profile(requested: str, weights: dict[str, str] | None = None) -> tuple[str, str | None]:
+    """The profile to run and, when `auto` had to fall back to tiny, the sentence that says so."""
+    if requested not in PROFILES:
+        raise StyleIDError(f"--profile must be one of {', '.join(PROFILES)}, got {requested!r}")
+    if requested != "auto":
+        return requested, None
+    source = (weights or {}).get("styleid", DEFAULT_WEIGHTS["styleid"])
+    reason = weights_reason(source, "StyleID encoder")
+    if reason is None:
+        return DEFAULT_REAL_PROFILE, None
+    return "tiny", f"The real model weights cannot be reached ({reason}), so the demo fell back to `--profile tiny`."
+
+
+def parse_weight_overrides(items: list[str] | None) -> dict[str, str]:
+    """`--model KEY=VALUE` → {KEY: VALUE}. Keys: styleid, arcface, clip, jojogan.stylegan_ckpt,
+    jojogan.e4e_ckpt, and FRAMEWORK.ARG for the stylizers' from_pretrained (e.g. instantid.base_model)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not value.strip():
+            raise StyleIDError(f"--model {item!r}: expected KEY=VALUE, e.g. --model styleid=/path/to/styleid")
+        head = key.split(".", 1)[0]
+        if key not in DEFAULT_WEIGHTS and head not in FRAMEWORKS:
+            raise StyleIDError(f"--model {item!r}: unknown key {key!r}; use one of {', '.join(DEFAULT_WEIGHTS)} or "
+                               f"{'/'.join(FRAMEWORKS)}.ARGUMENT (an argument of that stylizer's from_pretrained)")
+        out[key] = value.strip()
+    return out
+
+
+def _coerce(value: str) -> Any:
+    low = value.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    return value
+
+
+# ----------------------------------------------------------------------------------------- the registry
+
+
+@dataclass
+class Availability:
+    key: str
+    label: str
+    reason: str | None  # None = usable (real weights may still download on first use)
+
+
+class Models:
+    """Everything the tabs run on, built lazily on first use and kept; a failed build is remembered and
+    reported as "unavailable: reason" from then on instead of being retried on every click."""
+
+    def __init__(self, profile: str, device: str | None = None, weights: dict[str, str] | None = None,
+                 detector: str | None = None):
+        if profile not in PROFILES or profile == "auto":
+            raise StyleIDError(f"profile must be one of {', '.join(PROFILES[1:])}, got {profile!r}")
+        self.profile = profile
+        self.tiny = profile == "tiny"
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
+        self.detector = detector or ("mtcnn" if self.tiny else "retinaface")
+        self.notes: list[str] = []  # things the page should say (fallbacks taken while running)
+        self.call_overrides = dict(TINY_CALL_OVERRIDES) if self.tiny else {}
+        self.guidance_kwargs = dict(TINY_GUIDANCE) if self.tiny else {}
+        self.jojogan_iters = TINY_JOJOGAN_ITERS if self.tiny else REAL_JOJOGAN_ITERS
+        self._built: dict[str, Any] = {}
+        self._failed: dict[str, str] = {}
+        self._faces: OrderedDict[tuple, list] = OrderedDict()
+        self._lock = threading.RLock()
+
+    # -- lazy building --------------------------------------------------------------------------------
+
+    def _get(self, key: str, label: str, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._failed:
+                raise StyleIDError(f"{label} is unavailable: {self._failed[key]}")
+            if key not in self._built:
+                try:
+                    self._built[key] = build()
+                except (StyleIDError, FileNotFoundError) as err:
+                    self._failed[key] = _first_line(err)
+                    raise StyleIDError(f"{label} is unavailable: {self._failed[key]}") from None
+                except Exception as err:  # a broken module or an out-of-memory load must not take the page down
+                    log.exception("building %s failed", label)
+                    self._failed[key] = f"{type(err).__name__}: {_first_line(err)}"
+                    raise StyleIDError(f"{label} is unavailable: {self._failed[key]}") from None
+            return self._built[key]
+
+    def is_built(self, key: str) -> bool:
+        return key in self._built
+
+    # -- identity models ------------------------------------------------------------------------------
+
+    def identity_module(self, name: str) -> torch.nn.Module:
+        if name not in IDENTITY_MODELS:
+            raise StyleIDError(f"identity model must be one of {', '.join(IDENTITY_MODELS)}, got {name!r}")
+        return self._get(f"id:{name}", IDENTITY_LABELS[name], lambda: self._build_identity(name))
+
+    def _build_identity(self, name: str) -> torch.nn.Module:
+        from styleid_guidance.identity import build_identity_loss
+
+        if not self.tiny:
+            return build_identity_loss(name, model=self.weights.get(name), device=self.device).model
+        from styleid_guidance.arcface import build_arcface_backbone
+        from styleid_guidance.encoder import StyleIDEncoder
+
+        with torch.random.fork_rng(devices=[]):  # the same tiny models on every launch
+            torch.manual_seed({"styleid": 0, "clip": 1, "arcface": 2}[name])
+            if name == "arcface":
+                module = build_arcface_backbone()
+            else:
+                module = StyleIDEncoder.from_open_clip("test-tiny", pretrained=None, lora_rank=8 if name == "styleid" else 0)
+        return module.to(self.device).eval()
+
+    def identity_loss(self, name: str, reference: Any = None, crop: str = "center"):
+        """A fresh `IdentityLoss` around the shared (built-once) model: cheap, and safe per request."""
+        from styleid_guidance.identity import build_identity_loss
+
+        return build_identity_loss(name, reference, model=self.identity_module(name), device=self.device, crop=crop,
+                                   detector=self.detector)
+
+    # -- faces ----------------------------------------------------------------------------------------
+
+    def detect_faces(self, image: Image.Image) -> list:
+        """Faces in an RGB image, largest first, in its pixel coordinates.
+
+        Detection runs at most DETECT_SIDE px wide (the demo's faces fill much of a portrait; the
+        detector's image pyramid costs ~3x less than at 512 px) and is remembered per image content, as
+        people re-run the same photo with other settings. If the configured detector cannot run
+        (RetinaFace weights missing offline), switch to MTCNN, which ships its weights, and say so."""
+        key = (self.detector, image.size, hashlib.sha1(image.tobytes()).hexdigest())
+        with self._lock:
+            if key in self._faces:
+                self._faces.move_to_end(key)
+                return self._faces[key]
+        scale = min(1.0, DETECT_SIDE / max(image.size))
+        small = image if scale == 1.0 else image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                                                         Image.Resampling.BILINEAR)
+        faces = [dataclasses.replace(f, box=f.box / scale, landmarks=f.landmarks / scale) for f in self._detect(small)]
+        with self._lock:
+            self._faces[key] = faces
+            while len(self._faces) > 64:
+                self._faces.popitem(last=False)
+        return faces
+
+    def _detect(self, image: Image.Image) -> list:
+        from styleid_guidance.faces import detect_faces
+
+        try:
+            return detect_faces(image, detector=self.detector, device=self.device)
+        except NoFaceError:
+            return []
+        except StyleIDError as err:
+            if self.detector == "mtcnn":
+                raise
+            self.notes.append(f"Face detector {self.detector} is unavailable ({_first_line(err)}); using MTCNN instead.")
+            self.detector = "mtcnn"
+            return detect_faces(image, detector=self.detector, device=self.device)
+
+    # -- stylizers ------------------------------------------------------------------------------------
+
+    def stylizer(self, framework: str):
+        label = FRAMEWORK_LABELS[framework]
+        return self._get(f"fw:{framework}", label, lambda: self._build_stylizer(framework))
+
+    def _stylizer_class(self, framework: str):
+        module, name = _STYLIZERS[framework]
+        try:
+            return getattr(importlib.import_module(module), name)
+        except Exception as err:  # ImportError, or the module itself raising while it is being written
+            raise StyleIDError(f"cannot import {module}.{name} ({type(err).__name__}: {_first_line(err)})") from None
+
+    def _framework_kwargs(self, framework: str) -> dict[str, Any]:
+        prefix = f"{framework}."
+        return {k[len(prefix):]: _coerce(v) for k, v in self.weights.items() if k.startswith(prefix)}
+
+    def _build_stylizer(self, framework: str):
+        reason = self._profile_reason(framework)
+        if reason:
+            raise StyleIDError(reason)
+        cls = self._stylizer_class(framework)
+        if self.tiny:
+            return cls.tiny(device=str(self.device))
+        return cls.from_pretrained(device=str(self.device), **self._framework_kwargs(framework))
+
+    def _profile_reason(self, framework: str) -> str | None:
+        if framework in PROFILE_FRAMEWORKS[self.profile]:
+            return None
+        needs = next(p for p in ("sd15", "sdxl", "flux") if framework in PROFILE_FRAMEWORKS[p])
+        return f"not part of the {self.profile} profile (launch with --profile {needs} or larger)"
+
+    # -- JoJoGAN --------------------------------------------------------------------------------------
+
+    def jojogan(self):
+        return self._get("jojogan", "JoJoGAN", self._build_jojogan)
+
+    def _build_jojogan(self):
+        try:
+            from jojogan.api import JoJoGAN
+        except Exception as err:
+            raise StyleIDError(f"cannot import jojogan.api.JoJoGAN ({type(err).__name__}: {_first_line(err)})") from None
+        if self.tiny:
+            return JoJoGAN.tiny(device=self.device)
+        for key in ("jojogan.stylegan_ckpt", "jojogan.e4e_ckpt"):
+            if not Path(self.weights[key]).expanduser().is_file():
+                raise StyleIDError(f"{self.weights[key]} not found (pass --model {key}=PATH)")
+        return JoJoGAN.from_pretrained(self.weights["jojogan.stylegan_ckpt"], self.weights["jojogan.e4e_ckpt"],
+                                       device=self.device, detector=self.detector)
+
+    # -- what the status panel shows ------------------------------------------------------------------
+
+    def availability(self) -> list[Availability]:
+        """Cheap check of every component without loading weights: imports, profile membership, and
+        whether each weight source is on disk / in the Hub cache / downloadable now."""
+        rows = []
+        for name in IDENTITY_MODELS:
+            rows.append(Availability(f"id:{name}", IDENTITY_LABELS[name], self._failed.get(f"id:{name}") or self._identity_reason(name)))
+        for fw in FRAMEWORKS:
+            rows.append(Availability(f"fw:{fw}", FRAMEWORK_LABELS[fw], self._failed.get(f"fw:{fw}") or self._framework_reason(fw)))
+        rows.append(Availability("jojogan", "JoJoGAN", self._failed.get("jojogan") or self._jojogan_reason()))
+        return rows
+
+    def _identity_reason(self, name: str) -> str | None:
+        if self.tiny or name == "arcface":
+            return None  # ArcFace: facexlib's folder or a GitHub download, found out on first use
+        source = self.weights.get(name)
+        if name == "clip" and not Path(str(source)).expanduser().exists():
+            import open_clip
+
+            model, _, pretrained = str(source).partition("/")
+            hub_id = (open_clip.get_pretrained_cfg(model, pretrained or "openai") or {}).get("hf_hub", "").strip("/")
+            return weights_reason(hub_id, "CLIP") if hub_id else f"CLIP: open_clip has no Hub copy of {source}"
+        return weights_reason(source, IDENTITY_LABELS[name])
+
+    def _framework_reason(self, framework: str) -> str | None:
+        reason = self._profile_reason(framework)
+        if reason:
+            return reason
+        try:
+            cls = self._stylizer_class(framework)
+        except StyleIDError as err:
+            return str(err)
+        if self.tiny:
+            return None
+        # the Hub ids / folders from_pretrained would load (its defaults, with --model overrides)
+        params = inspect.signature(cls.from_pretrained).parameters
+        given = self._framework_kwargs(framework)
+        for arg, p in params.items():
+            value = given.get(arg, p.default)
+            if isinstance(value, str) and "/" in value:
+                reason = weights_reason(value, f"{arg}")
+                if reason:
+                    return reason
+        return None
+
+    def _jojogan_reason(self) -> str | None:
+        if self.tiny:
+            return None
+        missing = [k for k in ("jojogan.stylegan_ckpt", "jojogan.e4e_ckpt") if not Path(self.weights[k]).expanduser().is_file()]
+        if missing:
+            return f"{self.weights[missing[0]]} not found (pass --model {missing[0]}=PATH)"
+        return None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,246 @@
+"""InfiniteYou on diffusers' FLUX ControlNet pipeline, with StyleID identity guidance.
+
+InfiniteYou (Jiang et al. 2025) injects identity into FLUX.1-dev through InfuseNet: a FLUX ControlNet whose
+text stream is replaced by identity tokens — the Resampler turns a 512-d ArcFace (facexlib IR-SE50) embedding of
+the 112-px aligned face into 8 tokens of 4096 (T5's width) — and whose control image is a keypoint picture (or
+black). Its residuals are added to the FLUX transformer, which still sees the real prompt.
+
+The loop is diffusers' `FluxControlNetPipeline`; `InfuseNet` only swaps its own inputs (text tokens → identity
+tokens, text ids → zeros, distilled guidance → `infusenet_guidance_scale`, 1.0 upstream) for the duration of one
+call. The official files load as they are: `InfuseNetModel/` (a FluxControlNetModel folder) and
+`image_proj_model.bin` = {"image_proj": Resampler}.
+
+Memory (FLUX.1-dev bf16, per upstream): ~43 GB peak; `cpu_offload=True` (diffusers model offload) ~30 GB;
+`quantize_8bit=True` (optimum-quanto int8 weights on the transformer, InfuseNet and T5) ~24 GB; both ~16 GB.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import FluxControlNetModel, FluxControlNetPipeline
+from torch import nn
+
+from styleid_guidance.errors import StyleIDError
+from styleid_guidance.images import load_image
+
+from .instantid import kps_image, load_or_explain, load_state_dict_file
+from .presets import infiniteyou_preset
+from .resampler import resampler_from_upstream
+
+# Upstream defaults (test.py) when no strength level is given.
+DEFAULTS = {"infusenet_conditioning_scale": 1.0, "guidance_scale": 3.5, "num_inference_steps": 30, "height": 1152, "width": 864}
+
+
+class InfuseNet(FluxControlNetModel):
+    """A FluxControlNetModel that attends to identity tokens instead of the prompt.
+
+    Load the official weights with `InfuseNet.from_pretrained(".../InfuseNetModel")`; use `with
+    net.identity(tokens):` around a pipeline call (InfiniteYouPipeline does)."""
+
+    _id_tokens: torch.Tensor | None = None
+    _id_guidance: float = 1.0
+
+    @contextlib.contextmanager
+    def identity(self, tokens: torch.Tensor, guidance_scale: float = 1.0) -> Iterator[None]:
+        self._id_tokens, self._id_guidance = tokens, float(guidance_scale)
+        try:
+            yield
+        finally:
+            self._id_tokens = None
+
+    def forward(self, hidden_states, controlnet_cond, *args, encoder_hidden_states=None, txt_ids=None, guidance=None, **kwargs):
+        if self._id_tokens is None:
+            raise StyleIDError("InfuseNet was called without identity tokens; run it through InfiniteYouPipeline")
+        tokens = self._id_tokens.to(hidden_states.device, hidden_states.dtype)
+        tokens = tokens.expand(hidden_states.shape[0], -1, -1) if tokens.shape[0] == 1 else tokens
+        if guidance is not None:
+            guidance = torch.full_like(guidance, self._id_guidance)
+        return super().forward(hidden_states, controlnet_cond, *args, encoder_hidden_states=tokens,
+                               txt_ids=tokens.new_zeros(tokens.shape[1], 3), guidance=guidance, **kwargs)
+
+
+def quantize_pipeline_8bit(pipe: FluxControlNetPipeline) -> None:
+    """int8 weights (optimum-quanto) on the transformer, InfuseNet and T5, as upstream's `--quantize_8bit`
+    (about 20 GB less for FLUX.1-dev, quality very close). In place."""
+    try:
+        from optimum.quanto import freeze, qint8, quantize
+    except ImportError:
+        raise StyleIDError("quantize_8bit needs optimum-quanto: pip install optimum-quanto") from None
+    for model in (pipe.transformer, pipe.controlnet, pipe.text_encoder_2):
+        if model is not None:
+            quantize(model, weights=qint8)
+            freeze(model)
+
+
+class InfiniteYouPipeline(FluxControlNetPipeline):
+    """`FluxControlNetPipeline` + InfiniteYou identity conditioning + optional StyleID guidance.
+
+    >>> pipe = InfiniteYouPipeline.from_pretrained(flux_dev, controlnet=InfuseNet.from_pretrained(dir / "InfuseNetModel"))
+    >>> pipe.load_image_proj(dir / "image_proj_model.bin")
+    >>> pipe(prompt, id_embeds=arcface_embedding, strength_level=3, identity_guidance=callback)
+    """
+
+    image_proj_model: nn.Module | None = None
+
+    def load_image_proj(self, path_or_state_dict: str | os.PathLike | dict) -> None:
+        """Load `image_proj_model.bin` ({"image_proj": Resampler weights})."""
+        state = load_state_dict_file(path_or_state_dict, "InfiniteYou image_proj_model.bin")
+        if "image_proj" not in state:
+            raise StyleIDError("image_proj_model.bin: expected the key 'image_proj' (the InfiniteYou layout)")
+        resampler = resampler_from_upstream(state["image_proj"], "image_proj_model.bin image_proj")
+        width = self.controlnet.config.joint_attention_dim
+        if resampler.proj_out.out_features != width:
+            raise StyleIDError(f"image_proj_model.bin makes {resampler.proj_out.out_features}-d tokens but InfuseNet expects "
+                               f"{width}-d; use the files of one InfiniteYou release together")
+        self.image_proj_model = resampler.to(self.transformer.device, self.transformer.dtype)
+
+    def encode_identity(self, id_embeds, num_images: int = 1) -> torch.Tensor:
+        """ArcFace embedding(s) [512] / [B, 512] → identity tokens [B·num_images, 8, D]."""
+        proj = self.image_proj_model.to(self._execution_device)
+        emb = torch.as_tensor(np.asarray(id_embeds) if not torch.is_tensor(id_embeds) else id_embeds)
+        emb = emb.reshape(-1, 1, proj.proj_in.in_features).to(self._execution_device, proj.proj_in.weight.dtype)
+        return proj(emb).repeat_interleave(num_images, dim=0)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        id_embeds: torch.Tensor | np.ndarray | None = None,
+        control_image: PIL.Image.Image | None = None,
+        *,
+        strength_level: int | None = None,
+        infusenet_conditioning_scale: float | None = None,
+        infusenet_guidance_scale: float = 1.0,
+        guidance_scale: float | None = None,
+        num_inference_steps: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        identity_guidance: Callable | None = None,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+        num_images_per_prompt: int = 1,
+        **kwargs: Any,
+    ):
+        """Generate. `id_embeds`: the ArcFace embedding of the face; `control_image`: `draw_kps` of a pose (or
+        None: black, identity only). `strength_level` 1..7 fills the paper's settings (explicit arguments win);
+        `identity_guidance`: an `IdentityGuidanceCallback` or None. Other keyword arguments go to the parent."""
+        if self.image_proj_model is None:
+            raise StyleIDError("no InfiniteYou Resampler loaded; call pipe.load_image_proj('image_proj_model.bin') first")
+        if not isinstance(self.controlnet, InfuseNet):
+            raise StyleIDError("controlnet must be an InfuseNet; load it with InfuseNet.from_pretrained('.../InfuseNetModel')")
+        if id_embeds is None:
+            raise StyleIDError("InfiniteYou needs id_embeds (the ArcFace embedding of the face)")
+        explicit = dict(infusenet_conditioning_scale=infusenet_conditioning_scale, guidance_scale=guidance_scale,
+                        num_inference_steps=num_inference_steps, height=height, width=width)
+        cfg = {**DEFAULTS, **(infiniteyou_preset(strength_level) if strength_level is not None else {}),
+               **{k: v for k, v in explicit.items() if v is not None}}
+        if control_image is None:
+            control_image = PIL.Image.new("RGB", (cfg["width"], cfg["height"]))
+        id_tokens = self.encode_identity(id_embeds, num_images_per_prompt)
+
+        from integrations.diffusers import prepare_guidance_kwargs
+
+        guidance_kwargs = prepare_guidance_kwargs(self, identity_guidance, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        with self.controlnet.identity(id_tokens, infusenet_guidance_scale):
+            return super().__call__(
+                prompt=prompt,
+                control_image=control_image,
+                controlnet_conditioning_scale=cfg["infusenet_conditioning_scale"],
+                guidance_scale=cfg["guidance_scale"],
+                num_inference_steps=cfg["num_inference_steps"],
+                height=cfg["height"],
+                width=cfg["width"],
+                num_images_per_prompt=num_images_per_prompt,
+                **guidance_kwargs,
+                **kwargs,
+            )
+
+
+class InfiniteYouStylizer:
+    """Face + prompt → stylised face with InfiniteYou (facexlib ArcFace embedding; no pose image by default)."""
+
+    def __init__(self, pipe: InfiniteYouPipeline, face_embedder, size: int = 512, call_defaults: dict | None = None):
+        self.pipe = pipe
+        self.face_embedder = face_embedder
+        self.size = size
+        self.call_defaults = call_defaults or {}
+
+    @classmethod
+    def tiny(cls, device: str = "cpu") -> "InfiniteYouStylizer":
+        """Random tiny FLUX + InfuseNet + Resampler + face model: offline, seconds on CPU, 32-px images."""
+        from .face_embeddings import TinyFaceEmbedder
+        from .tiny_controlnet import tiny_flux_controlnet_components, tiny_infiniteyou_state_dict
+
+        pipe = InfiniteYouPipeline(**tiny_flux_controlnet_components())
+        pipe.load_image_proj(tiny_infiniteyou_state_dict(pipe.controlnet.config.joint_attention_dim))
+        pipe.set_progress_bar_config(disable=True)
+        return cls(pipe.to(device), TinyFaceEmbedder(detector="mtcnn"), size=32, call_defaults={"max_sequence_length": 64})
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        base_model: str = "black-forest-labs/FLUX.1-dev",
+        infiniteyou: str = "ByteDance/InfiniteYou",
+        model_version: str = "aes_stage2",
+        infu_flux_version: str = "v1.0",
+        arcface: str | None = None,
+        detector: str = "retinaface",
+        model_rootpath: str | None = None,
+        device: str | None = None,
+        torch_dtype: torch.dtype = torch.bfloat16,
+        cpu_offload: bool = False,
+        quantize_8bit: bool = False,
+    ) -> "InfiniteYouStylizer":
+        """`infiniteyou`: the ByteDance/InfiniteYou repo (Hub id or local copy) or directly a folder holding
+        `InfuseNetModel/` + `image_proj_model.bin`; `model_version`: aes_stage2 (paper) or sim_stage1;
+        `arcface`: facexlib's recognition_arcface_ir_se50.pth (default: facexlib's download location).
+        `cpu_offload` / `quantize_8bit` cut peak GPU memory from ~43 GB to ~30 / ~24 / ~16 GB (both)."""
+        from pathlib import Path
+
+        from styleid_guidance.hub import resolve_model_dir
+
+        from .face_embeddings import ArcFaceEmbedder
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        sub = f"infu_flux_{infu_flux_version}/{model_version}"
+        if Path(infiniteyou).expanduser().is_dir():
+            root = Path(infiniteyou).expanduser()
+        else:
+            root = resolve_model_dir(infiniteyou, kind="InfiniteYou", flag="infiniteyou",
+                                     allow_patterns=(f"{sub}/InfuseNetModel/*", f"{sub}/image_proj_model.bin"))
+        folder = root if (root / "InfuseNetModel").is_dir() else root / sub
+        if not (folder / "InfuseNetModel" / "config.json").is_file() or not (folder / "image_proj_model.bin").is_file():
+            raise StyleIDError(f"{folder}: expected InfuseNetModel/ and image_proj_model.bin inside (the ByteDance/InfiniteYou layout)")
+        face_embedder = ArcFaceEmbedder.from_pretrained(arcface, model_rootpath=model_rootpath, device=device, detector=detector)
+        infusenet = load_or_explain(lambda: InfuseNet.from_pretrained(folder / "InfuseNetModel", torch_dtype=torch_dtype),
+                                    "InfuseNet", folder / "InfuseNetModel", "infiniteyou")
+        pipe = load_or_explain(lambda: InfiniteYouPipeline.from_pretrained(base_model, controlnet=infusenet, torch_dtype=torch_dtype),
+                               "FLUX base model", base_model, "base_model")
+        pipe.load_image_proj(folder / "image_proj_model.bin")
+        if quantize_8bit:
+            quantize_pipeline_8bit(pipe)
+        if cpu_offload:
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe.to(device)
+        return cls(pipe, face_embedder)
+
+    def __call__(self, face, prompt: str, strength_level: int = 4, identity_guidance=None, seed: int = 0, **overrides) -> PIL.Image.Image:
+        """`overrides` go to the pipeline; `pose_image=` draws its face keypoints as InfuseNet's control image."""
+        width, height = overrides.pop("width", self.size), overrides.pop("height", self.size)
+        pose = overrides.pop("pose_image", None)
+        info = self.face_embedder(load_image(face), name="face image")
+        control = None
+        if pose is not None:
+            pose = load_image(pose)
+            control = kps_image(pose.size, self.face_embedder(pose, name="pose_image").landmarks, (width, height))
+        generator = torch.Generator("cpu").manual_seed(seed)
+        result = self.pipe(prompt, id_embeds=info.embedding, control_image=control, strength_level=strength_level,
+                           identity_guidance=identity_guidance, generator=generator, height=height, width=width,
+                           **{**self.call_defaults, **overrides})
+        return result.images[0]

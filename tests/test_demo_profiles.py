@@ -1,0 +1,137 @@
+"""Demo profiles: the offline fallback, unavailable frameworks with reasons, the CLI's serving defaults."""
+from __future__ import annotations
+
+import time
+import urllib.request
+
+import pytest
+
+from examples.demo import build_parser, is_loopback, main
+from examples.demo import profiles
+from examples.demo.profiles import Models, hub_reachable, parse_weight_overrides, resolve_profile
+from styleid_guidance.errors import StyleIDError
+
+
+@pytest.fixture
+def empty_hub_cache(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    profiles._hub_state.clear()
+    yield tmp_path / "hub"
+    profiles._hub_state.clear()
+
+
+def test_auto_falls_back_to_tiny_offline_and_says_why(empty_hub_cache):
+    start = time.perf_counter()
+    profile, note = resolve_profile("auto")
+    assert profile == "tiny"
+    assert "fell back to `--profile tiny`" in note and "kwanY/styleid" in note and "offline" in note
+    assert time.perf_counter() - start < 2.0
+
+
+def test_auto_uses_real_profile_when_weights_are_local_or_cached(empty_hub_cache, tmp_path):
+    folder = tmp_path / "my_styleid"
+    folder.mkdir()
+    assert resolve_profile("auto", {"styleid": str(folder)}) == ("sd15", None)
+    snapshot = empty_hub_cache / "models--kwanY--styleid" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    assert resolve_profile("auto") == ("sd15", None)
+    assert resolve_profile("tiny") == ("tiny", None)  # an explicit profile is taken as is
+    with pytest.raises(StyleIDError, match="--profile must be one of"):
+        resolve_profile("sd21")
+
+
+def test_hub_probe_gives_up_quickly_when_the_network_hangs(monkeypatch, empty_hub_cache):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("STYLEID_OFFLINE", raising=False)
+    calls = []
+
+    def hanging_urlopen(*args, **kwargs):
+        calls.append(args)
+        time.sleep(30)
+
+    monkeypatch.setattr(urllib.request, "urlopen", hanging_urlopen)
+    start = time.perf_counter()
+    ok, why = hub_reachable(timeout=0.3)
+    assert not ok and "cannot be reached" in why
+    assert time.perf_counter() - start < 1.5
+    assert len(calls) == 1
+    assert hub_reachable(timeout=0.3) == (ok, why) and len(calls) == 1  # asked once per process
+
+
+def test_real_profile_shows_unavailable_parts_with_reasons(empty_hub_cache, tmp_path):
+    missing = tmp_path / "missing.pt"
+    models = Models("sd15", device="cpu", weights={"jojogan.stylegan_ckpt": str(missing)})
+    status = {a.label: a.reason for a in models.availability()}
+    assert "kwanY/styleid" in status["StyleID"] and "not in the local Hugging Face cache" in status["StyleID"]
+    assert status["ArcFace"] is None
+    assert "not in the local Hugging Face cache" in status["IP-Adapter"]
+    assert "not part of the sd15 profile" in status["InstantID"] and "--profile sdxl" in status["InstantID"]
+    assert "--profile flux" in status["InfiniteYou"]
+    assert str(missing) in status["JoJoGAN"] and "--model jojogan.stylegan_ckpt=PATH" in status["JoJoGAN"]
+    # using an unavailable part is a one-line StyleIDError, remembered (no second load attempt)
+    with pytest.raises(StyleIDError, match="InstantID is unavailable: not part of the sd15 profile"):
+        models.stylizer("instantid")
+    with pytest.raises(StyleIDError, match="StyleID is unavailable"):
+        models.identity_module("styleid")
+    assert "kwanY/styleid" in {a.label: a.reason for a in models.availability()}["StyleID"]
+    with pytest.raises(StyleIDError, match="JoJoGAN is unavailable"):
+        models.jojogan()
+
+
+def test_a_framework_that_does_not_import_is_unavailable_not_fatal(monkeypatch):
+    monkeypatch.setitem(profiles._STYLIZERS, "instantid", ("pipelines.no_such_module", "InstantIDStylizer"))
+    models = Models("tiny", device="cpu")
+    status = {a.label: a.reason for a in models.availability()}
+    assert "cannot import pipelines.no_such_module" in status["InstantID"]
+    assert status["IP-Adapter"] is None and status["StyleID"] is None
+    with pytest.raises(StyleIDError, match="InstantID is unavailable: cannot import"):
+        models.stylizer("instantid")
+
+
+def test_weight_overrides():
+    assert parse_weight_overrides(["styleid=/m/s", "instantid.base_model = x/y"]) == {"styleid": "/m/s", "instantid.base_model": "x/y"}
+    for bad in (["styleid"], ["=x"], ["styleid="], ["vae=x"]):
+        with pytest.raises(StyleIDError, match="--model"):
+            parse_weight_overrides(bad)
+    models = Models("flux", device="cpu", weights={"infiniteyou.cpu_offload": "true", "infiniteyou.model_version": "sim_stage1"})
+    assert models._framework_kwargs("infiniteyou") == {"cpu_offload": True, "model_version": "sim_stage1"}
+
+
+def test_cli_serving_defaults():
+    args = build_parser().parse_args([])
+    assert (args.host, args.share, args.profile, args.concurrency) == ("127.0.0.1", False, "auto", 1)
+    assert args.queue_size >= 1 and args.max_upload_mb == 10 and args.max_side == 4096
+    assert build_parser().parse_args(["--share"]).share
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--port", "70000"], "--port must be from 1 to 65535"),
+    (["--concurrency", "0"], "--concurrency must be >= 1"),
+    (["--model", "nonsense"], "--model 'nonsense': expected KEY=VALUE"),
+])
+def test_cli_user_mistakes_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("styleid-demo: error: ") and message in err and "Traceback" not in err
+
+
+def test_cli_launches_tiny_on_localhost_with_queue_and_limits(monkeypatch, empty_hub_cache):
+    import gradio as gr
+
+    seen = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: seen.update(launch=kw, blocks=self))
+    assert main(["--port", "7999", "--max-upload-mb", "5", "--concurrency", "2"]) == 0  # auto → tiny (offline)
+    launch = seen["launch"]
+    assert launch["server_name"] == "127.0.0.1" and launch["server_port"] == 7999 and launch["share"] is False
+    assert launch["max_file_size"] == "5mb"
+    blocks = seen["blocks"]
+    assert blocks._queue is not None and blocks._queue.max_size == 16
+    heavy = [fn for fn in blocks.fns.values() if fn.concurrency_id == "models"]
+    assert len(heavy) == 3 and all(fn.concurrency_limit == 2 for fn in heavy)
+    text = str(blocks.config)
+    assert "Tiny profile" in text and "fell back to" in text

@@ -1,0 +1,209 @@
+"""InfiniteYou pipeline: InfuseNet inputs, presets, StyleID guidance, official weight layout, errors (tiny, offline)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import FluxControlNetPipeline, FluxPipeline
+from PIL import Image
+
+from integrations.diffusers import IdentityGuidanceCallback
+from pipelines.infiniteyou import InfiniteYouPipeline, InfiniteYouStylizer, InfuseNet
+from pipelines.tiny_controlnet import tiny_flux_controlnet_components, tiny_infiniteyou_state_dict
+from styleid_guidance.errors import NoFaceError, StyleIDError
+from styleid_guidance.identity import StyleIDLoss
+
+SIZE = 32
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads; on a shared, loaded CPU two threads thrash (10x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    pipe = InfiniteYouPipeline(**tiny_flux_controlnet_components())
+    pipe.load_image_proj(tiny_infiniteyou_state_dict())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def face(astronaut):
+    return InfiniteYouStylizer.tiny().face_embedder(astronaut)
+
+
+def _run(pipe, embedding, steps=4, seed=0, **kw):
+    kw.setdefault("strength_level", 4)
+    out = pipe("portrait of a Pixar character", id_embeds=embedding, num_inference_steps=steps, height=SIZE, width=SIZE,
+               max_sequence_length=16, generator=torch.Generator().manual_seed(seed), output_type="np", **kw)
+    return torch.from_numpy(out.images).permute(0, 3, 1, 2)
+
+
+def test_infusenet_sees_identity_tokens_zero_ids_and_its_own_guidance(pipe, face):
+    seen = {}
+
+    def grab(name):
+        def hook(module, args, kwargs):
+            seen.setdefault(name, (args, kwargs))
+        return hook
+
+    hooks = [pipe.transformer.register_forward_pre_hook(grab("transformer"), with_kwargs=True),
+             pipe.controlnet.context_embedder.register_forward_pre_hook(grab("infusenet_text"), with_kwargs=True),
+             pipe.controlnet.time_text_embed.register_forward_pre_hook(grab("infusenet_cond"), with_kwargs=True),
+             pipe.controlnet.pos_embed.register_forward_pre_hook(grab("infusenet_ids"), with_kwargs=True)]
+    try:
+        _run(pipe, face.embedding, steps=1, guidance_scale=3.5, infusenet_guidance_scale=1.0)
+    finally:
+        for h in hooks:
+            h.remove()
+    tokens = pipe.encode_identity(face.embedding)
+    assert tokens.shape == (1, 8, pipe.controlnet.config.joint_attention_dim)
+    # InfuseNet's text stream is the identity tokens, the transformer's is the prompt (16 T5 tokens here)
+    torch.testing.assert_close(seen["infusenet_text"][0][0], tokens)
+    assert seen["transformer"][1]["encoder_hidden_states"].shape[1] == 16
+    # distilled guidance: 3.5 for the transformer, infusenet_guidance_scale (1.0) for InfuseNet
+    assert float(seen["transformer"][1]["guidance"][0]) == pytest.approx(3.5)
+    assert float(seen["infusenet_cond"][0][1][0]) == pytest.approx(1.0 * 1000)  # diffusers scales guidance by 1000
+    ids = seen["infusenet_ids"][0][0]
+    assert not ids[: -SIZE * SIZE // 4].any() and ids.shape[0] == 8 + SIZE * SIZE // 4  # 8 zero text ids, then image ids
+    assert pipe.controlnet._id_tokens is None  # cleared after the call
+    with pytest.raises(StyleIDError, match="without identity tokens"):
+        pipe.controlnet(hidden_states=torch.zeros(1, 4, 4), controlnet_cond=torch.zeros(1, 4, 4))
+
+
+def test_embedding_changes_the_image_only_through_infusenet(pipe, face):
+    a, b = _run(pipe, face.embedding, steps=2), _run(pipe, -face.embedding, steps=2)
+    # small in the tiny model (8 identity tokens next to 256 image tokens in one joint block), but far above
+    # float noise: with InfuseNet off the two runs are bit-identical
+    assert (a - b).abs().max() > 1e-5
+    off = dict(infusenet_conditioning_scale=0.0)
+    torch.testing.assert_close(_run(pipe, face.embedding, steps=2, **off), _run(pipe, -face.embedding, steps=2, **off), atol=0, rtol=0)
+    # InfuseNet's guidance input is its own (1.0 upstream), not the transformer's guidance
+    assert (_run(pipe, face.embedding, steps=2, infusenet_guidance_scale=5.0) - a).abs().max() > 0
+
+
+@pytest.mark.parametrize("level", [1, 4, 7])
+def test_strength_levels_set_the_papers_scales(pipe, face, monkeypatch, level):
+    captured = {}
+    monkeypatch.setattr(FluxControlNetPipeline, "__call__", lambda self, **kw: captured.update(kw))
+    pipe("p", id_embeds=face.embedding, strength_level=level)
+    assert captured["controlnet_conditioning_scale"] == pytest.approx(1.1 - 0.15 * level)
+    assert captured["guidance_scale"] == pytest.approx(level + 0.2)
+    assert (captured["num_inference_steps"], captured["height"], captured["width"]) == (20, 512, 512)
+    assert captured["control_image"].size == (512, 512) and not np.asarray(captured["control_image"]).any()  # black
+    pipe("p", id_embeds=face.embedding, strength_level=level, infusenet_conditioning_scale=0.5, height=256)
+    assert captured["controlnet_conditioning_scale"] == 0.5 and captured["height"] == 256
+    pipe("p", id_embeds=face.embedding)  # no level: upstream defaults
+    assert (captured["controlnet_conditioning_scale"], captured["guidance_scale"], captured["num_inference_steps"]) == (1.0, 3.5, 30)
+
+
+@pytest.mark.parametrize("mode", ["x0", "xt"])
+def test_guidance_raises_styleid_similarity_and_scale_zero_is_exact(pipe, face, tiny_encoder, astronaut, mode):
+    loss = StyleIDLoss(tiny_encoder, reference=astronaut)
+    plain = _run(pipe, face.embedding)
+    zero = _run(pipe, face.embedding, identity_guidance=IdentityGuidanceCallback(loss, scale=0.0, mode=mode))
+    torch.testing.assert_close(zero, plain, atol=0, rtol=0)
+    guided = _run(pipe, face.embedding, identity_guidance=IdentityGuidanceCallback(loss, scale=0.2, mode=mode))
+    with torch.no_grad():
+        before, after = float(loss.similarity(plain)), float(loss.similarity(guided))
+    assert after > before + 0.01, (before, after)
+    torch.testing.assert_close(_run(pipe, face.embedding), plain, atol=0, rtol=0)
+
+
+def _save_official(tmp_path, components) -> None:
+    folder = tmp_path / "infu_flux_v1.0" / "aes_stage2"
+    components["controlnet"].save_pretrained(folder / "InfuseNetModel")
+    config = json.loads((folder / "InfuseNetModel" / "config.json").read_text())
+    config["_class_name"] = "FluxControlNetModel"  # as in the official folder
+    (folder / "InfuseNetModel" / "config.json").write_text(json.dumps(config))
+    state = tiny_infiniteyou_state_dict(components["controlnet"].config.joint_attention_dim)
+    assert {"latents", "proj_in.weight", "layers.0.0.to_kv.weight", "layers.1.1.1.weight", "norm_out.weight"} <= set(state["image_proj"])
+    torch.save(state, folder / "image_proj_model.bin")
+    FluxPipeline(**{k: v for k, v in components.items() if k != "controlnet"}).save_pretrained(tmp_path / "flux")
+
+
+def test_stylizer_loads_the_official_layout(tmp_path, monkeypatch, face):
+    from pipelines import face_embeddings
+
+    components = tiny_flux_controlnet_components()
+    _save_official(tmp_path, components)
+    # the facexlib ArcFace weights are the core's business (styleid_guidance.arcface); a tiny one stands in
+    monkeypatch.setattr(face_embeddings.ArcFaceEmbedder, "from_pretrained", classmethod(lambda cls, *a, **k: face_embeddings.TinyFaceEmbedder()))
+    stylizer = InfiniteYouStylizer.from_pretrained(base_model=str(tmp_path / "flux"), infiniteyou=str(tmp_path), device="cpu",
+                                                   torch_dtype=torch.float32)
+    assert isinstance(stylizer.pipe.controlnet, InfuseNet)
+    stylizer.pipe.set_progress_bar_config(disable=True)
+    reference = InfiniteYouPipeline(**components)
+    reference.load_image_proj(tiny_infiniteyou_state_dict(components["controlnet"].config.joint_attention_dim))
+    reference.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(_run(stylizer.pipe, face.embedding, steps=2), _run(reference, face.embedding, steps=2))
+    # a folder that directly holds InfuseNetModel/ + image_proj_model.bin works too
+    direct = InfiniteYouStylizer.from_pretrained(base_model=str(tmp_path / "flux"), infiniteyou=str(tmp_path / "infu_flux_v1.0" / "aes_stage2"),
+                                                 device="cpu", torch_dtype=torch.float32)
+    assert direct.pipe.image_proj_model is not None
+
+
+def test_missing_or_wrong_weights_are_clear_errors(tmp_path, pipe, monkeypatch):
+    with pytest.raises(StyleIDError, match="no such folder"):
+        InfiniteYouStylizer.from_pretrained(infiniteyou=str(tmp_path / "nope"))
+    with pytest.raises(StyleIDError, match="expected InfuseNetModel/ and image_proj_model.bin"):
+        InfiniteYouStylizer.from_pretrained(infiniteyou=str(tmp_path))
+    with pytest.raises(StyleIDError, match="image_proj_model.bin not found"):
+        pipe.load_image_proj(tmp_path / "image_proj_model.bin")
+    with pytest.raises(StyleIDError, match="expected the key 'image_proj'"):
+        pipe.load_image_proj({"latents": torch.zeros(1)})
+    wide = tiny_infiniteyou_state_dict(joint_attention_dim=48)
+    with pytest.raises(StyleIDError, match="makes 48-d tokens but InfuseNet expects 32-d"):
+        pipe.load_image_proj(wide)
+    import builtins
+
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name.startswith("optimum") else real_import(name, *a, **k))
+    from pipelines.infiniteyou import quantize_pipeline_8bit
+
+    with pytest.raises(StyleIDError, match="pip install optimum-quanto"):
+        quantize_pipeline_8bit(pipe)
+
+
+def test_quantize_8bit_keeps_the_tiny_pipeline_close(face):
+    pytest.importorskip("optimum.quanto")
+    from pipelines.infiniteyou import quantize_pipeline_8bit
+
+    pipe = InfiniteYouPipeline(**tiny_flux_controlnet_components())
+    pipe.load_image_proj(tiny_infiniteyou_state_dict())
+    pipe.set_progress_bar_config(disable=True)
+    before = _run(pipe, face.embedding, steps=2)
+    quantize_pipeline_8bit(pipe)
+    assert "QLinear" in type(pipe.transformer.transformer_blocks[0].attn.to_q).__name__
+    after = _run(pipe, face.embedding, steps=2)
+    assert 0 < (after - before).abs().max() < 0.1
+
+
+def test_stylizer_tiny_end_to_end_pose_and_no_face(astronaut):
+    stylizer = InfiniteYouStylizer.tiny()
+    out = stylizer(astronaut, "Portrait of green Orc", strength_level=4, seed=0, num_inference_steps=2)
+    assert isinstance(out, Image.Image) and out.size == (SIZE, SIZE)
+    posed = stylizer(astronaut, "Portrait of green Orc", strength_level=4, seed=0, num_inference_steps=2, pose_image=astronaut)
+    assert np.abs(np.asarray(out, np.float32) - np.asarray(posed, np.float32)).max() > 0  # keypoints reach InfuseNet
+    with pytest.raises(NoFaceError, match="face image: no face found"):
+        stylizer(Image.new("RGB", (128, 128), "white"), "Caricature")
+
+
+def test_example_tiny_saves_an_annotated_grid(tmp_path, capsys):
+    from examples.infiniteyou_guided import main
+    from styleid_guidance.errors import run_cli
+
+    out = tmp_path / "grid.png"
+    assert main(["--tiny", "--steps", "2", "--augment", "0", "--out", str(out)]) == 0
+    assert Image.open(out).size[0] == 3 * 256
+    assert run_cli(main, ["--tiny", "--out", str(tmp_path / "grid.jpg")], prog="infiniteyou_guided") == 2
+    assert "saved as PNG" in capsys.readouterr().err

@@ -1,0 +1,291 @@
+"""InstantID pipeline: identity plumbing, presets, StyleID guidance, official weight layout, errors (tiny, offline)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from diffusers import StableDiffusionXLControlNetPipeline
+from PIL import Image
+
+from integrations.diffusers import IdentityGuidanceCallback
+from pipelines.instantid import (
+    KPS_COLORS,
+    IdentityNet,
+    InstantIDAttnProcessor,
+    InstantIDStylizer,
+    StableDiffusionXLInstantIDPipeline,
+    draw_kps,
+    kps_image,
+)
+from pipelines.tiny_controlnet import tiny_instantid_state_dict, tiny_sdxl_controlnet_components
+from styleid_guidance.errors import NoFaceError, StyleIDError
+from styleid_guidance.identity import StyleIDLoss
+
+SIZE = 64
+LANDMARKS = np.array([[20.0, 24.0], [44.0, 24.0], [32.0, 36.0], [23.0, 48.0], [41.0, 48.0]])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads; on a shared, loaded CPU two threads thrash (10x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    pipe = StableDiffusionXLInstantIDPipeline(**tiny_sdxl_controlnet_components())
+    pipe.load_ip_adapter_instantid(tiny_instantid_state_dict(pipe.unet))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def face(astronaut):
+    return InstantIDStylizer.tiny().face_embedder(astronaut)
+
+
+def _run(pipe, embedding, steps=4, seed=0, **kw):
+    kw.setdefault("strength_level", 4)
+    out = pipe("portrait of a Pixar character", image_embeds=embedding, image=draw_kps((SIZE, SIZE), LANDMARKS, 1, 3),
+               num_inference_steps=steps, height=SIZE, width=SIZE, generator=torch.Generator().manual_seed(seed),
+               output_type="np", **kw)
+    return torch.from_numpy(out.images).permute(0, 3, 1, 2)
+
+
+def test_draw_kps_colours_and_limbs():
+    img = np.asarray(draw_kps((SIZE, SIZE), LANDMARKS, stick_width=1, radius=3))
+    assert img.shape == (SIZE, SIZE, 3)
+    for (x, y), colour in zip(LANDMARKS.astype(int), KPS_COLORS):
+        assert tuple(img[y, x]) == colour
+    assert tuple(img[0, 0]) == (0, 0, 0)
+    # the left-eye → nose limb, halfway, in the left eye's colour at 60 %
+    mid = ((LANDMARKS[0] + LANDMARKS[2]) / 2).astype(int)
+    assert tuple(img[mid[1], mid[0]]) == (153, 0, 0)
+
+
+def test_kps_image_maps_landmarks_through_the_centre_crop():
+    # a 200x100 photo, output 64x64: the crop keeps x in [50, 150]; the centre stays the centre
+    pts = np.array([[100.0, 50.0], [60, 20], [140, 80], [100, 90], [55, 10]])
+    img = np.asarray(kps_image((200, 100), pts, (SIZE, SIZE)))
+    assert tuple(img[32, 32]) == KPS_COLORS[0]
+    assert tuple(img[round(20 * 0.64), round(10 * 0.64)]) == KPS_COLORS[1]
+
+
+def test_identity_tokens_reach_unet_and_identitynet(pipe, face):
+    seen = {}
+
+    def grab(name):
+        def hook(module, args, kwargs):
+            seen.setdefault(name, kwargs["encoder_hidden_states"])
+        return hook
+
+    cn_attn = pipe.controlnet.down_blocks[1].attentions[0].transformer_blocks[0].attn2
+    hooks = [pipe.unet.register_forward_pre_hook(grab("unet"), with_kwargs=True),
+             cn_attn.register_forward_pre_hook(grab("identitynet"), with_kwargs=True)]
+    try:
+        _run(pipe, face.embedding, steps=1)
+    finally:
+        for h in hooks:
+            h.remove()
+    tokens, _ = pipe.encode_identity(face.embedding, 1, do_cfg=True)
+    unet_states = seen["unet"]
+    assert unet_states.shape == (2, 77 + 16, pipe.unet.config.cross_attention_dim)  # CFG: [uncond, cond]
+    torch.testing.assert_close(unet_states[1, -16:], tokens[0])
+    neg = pipe.image_proj_model(torch.zeros(1, 1, 512))  # unconditional identity = Resampler(0), as upstream
+    torch.testing.assert_close(unet_states[0, -16:], neg[0])
+    torch.testing.assert_close(seen["identitynet"], unet_states[:, -16:])  # IdentityNet: identity tokens only
+    procs = [p for p in pipe.unet.attn_processors.values() if isinstance(p, InstantIDAttnProcessor)]
+    assert len(procs) == 4 and all(p.num_tokens == 16 for p in procs)  # every cross-attention (down, up, mid)
+
+
+def test_embedding_matters_only_through_adapter_and_identitynet(pipe, face):
+    other = -face.embedding
+    a, b = _run(pipe, face.embedding, steps=2), _run(pipe, other, steps=2)
+    assert (a - b).abs().max() > 1e-3
+    off = dict(ip_adapter_scale=0.0, controlnet_conditioning_scale=0.0)
+    torch.testing.assert_close(_run(pipe, face.embedding, steps=2, **off), _run(pipe, other, steps=2, **off), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("level", [1, 4, 7])
+def test_strength_levels_set_the_papers_scales(pipe, face, monkeypatch, level):
+    captured = {}
+    monkeypatch.setattr(StableDiffusionXLControlNetPipeline, "__call__", lambda self, **kw: captured.update(kw))
+    pipe("p", image_embeds=face.embedding, image=Image.new("RGB", (SIZE, SIZE)), strength_level=level)
+    scales = {p.scale for p in pipe.unet.attn_processors.values() if isinstance(p, InstantIDAttnProcessor)}
+    assert len(scales) == 1 and scales.pop() == pytest.approx(0.02 * 1.8 ** (8 - level))
+    assert captured["controlnet_conditioning_scale"] == pytest.approx(1 - level / 8)
+    assert captured["guidance_scale"] == level and captured["num_inference_steps"] == 25
+    assert (captured["negative_prompt_embeds"] is None) == (level == 1)  # CFG 1: no unconditional branch
+    # explicit arguments win over the preset
+    pipe("p", image_embeds=face.embedding, image=Image.new("RGB", (SIZE, SIZE)), strength_level=level, controlnet_conditioning_scale=0.3)
+    assert captured["controlnet_conditioning_scale"] == 0.3
+    with pytest.raises(StyleIDError, match="strength_level must be an integer from 1 to 7"):
+        pipe("p", image_embeds=face.embedding, image=Image.new("RGB", (SIZE, SIZE)), strength_level=8)
+
+
+@pytest.mark.parametrize("mode", ["x0", "xt"])
+def test_guidance_raises_styleid_similarity_and_scale_zero_is_exact(pipe, face, tiny_encoder, astronaut, mode):
+    loss = StyleIDLoss(tiny_encoder, reference=astronaut)
+    plain = _run(pipe, face.embedding)
+    zero = _run(pipe, face.embedding, identity_guidance=IdentityGuidanceCallback(loss, scale=0.0, mode=mode))
+    torch.testing.assert_close(zero, plain, atol=0, rtol=0)
+    guided = _run(pipe, face.embedding, identity_guidance=IdentityGuidanceCallback(loss, scale=0.2, mode=mode))
+    with torch.no_grad():
+        before, after = float(loss.similarity(plain)), float(loss.similarity(guided))
+    assert after > before + 0.01, (before, after)
+    # without guidance the pipeline is untouched by the earlier attach (bit-identical rerun)
+    torch.testing.assert_close(_run(pipe, face.embedding), plain, atol=0, rtol=0)
+
+
+def test_user_callback_composes_with_guidance(pipe, face, tiny_encoder, astronaut):
+    steps = []
+
+    def user(p, i, t, kwargs):
+        steps.append(kwargs["latents"].shape)
+        return {}
+
+    _run(pipe, face.embedding, steps=2, identity_guidance=IdentityGuidanceCallback(StyleIDLoss(tiny_encoder, reference=astronaut)),
+         callback_on_step_end=user, callback_on_step_end_tensor_inputs=["latents"])
+    assert steps == [(1, 4, 32, 32)] * 2
+
+
+def _as_upstream_class(folder, class_name: str) -> None:
+    """The official folders name the plain diffusers class in config.json."""
+    import json
+
+    config = json.loads((folder / "config.json").read_text())
+    config["_class_name"] = class_name
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def _save_sdxl_base(components: dict, folder) -> None:
+    """An SDXL base-model folder, as on the Hub (no controlnet in it)."""
+    from diffusers import StableDiffusionXLPipeline
+
+    StableDiffusionXLPipeline(**{k: v for k, v in components.items() if k != "controlnet"}).save_pretrained(folder)
+
+
+def test_official_layout_loads_from_files(tmp_path, face):
+    components = tiny_sdxl_controlnet_components()
+    state = tiny_instantid_state_dict(components["unet"])
+    # real key names: upstream's Resampler and "<processor index>.to_k_ip.weight"
+    assert {"latents", "proj_in.weight", "layers.0.0.to_kv.weight", "layers.0.1.3.weight", "norm_out.bias"} <= set(state["image_proj"])
+    assert set(state["ip_adapter"]) == {f"{i}.to_{kv}_ip.weight" for i in (1, 3, 5, 7) for kv in "kv"}
+    torch.save(state, tmp_path / "ip-adapter.bin")
+    components["controlnet"].save_pretrained(tmp_path / "ControlNetModel")
+    _as_upstream_class(tmp_path / "ControlNetModel", "ControlNetModel")
+    _save_sdxl_base(components, tmp_path / "sdxl")
+
+    controlnet = IdentityNet.from_pretrained(tmp_path / "ControlNetModel")
+    pipe = StableDiffusionXLInstantIDPipeline.from_pretrained(tmp_path / "sdxl", controlnet=controlnet)
+    pipe.load_ip_adapter_instantid(tmp_path / "ip-adapter.bin")
+    procs = list(pipe.unet.attn_processors.values())
+    torch.testing.assert_close(procs[3].to_v_ip.weight, state["ip_adapter"]["3.to_v_ip.weight"])
+    reference = StableDiffusionXLInstantIDPipeline(**components)
+    reference.load_ip_adapter_instantid(state)
+    for p in (pipe, reference):
+        p.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(_run(pipe, face.embedding, steps=2), _run(reference, face.embedding, steps=2))
+    # the same weights as a flat safetensors file ("image_proj.latents", "ip_adapter.1.to_k_ip.weight", ...)
+    from safetensors.torch import save_file
+
+    save_file({f"{top}.{k}": v.contiguous() for top, part in state.items() for k, v in part.items()}, tmp_path / "ip-adapter.safetensors")
+    pipe.load_ip_adapter_instantid(tmp_path / "ip-adapter.safetensors")
+    torch.testing.assert_close(list(pipe.unet.attn_processors.values())[3].to_v_ip.weight, state["ip_adapter"]["3.to_v_ip.weight"])
+
+
+def test_stylizer_from_pretrained_local_folders(tmp_path, monkeypatch):
+    from pipelines import face_embeddings
+
+    components = tiny_sdxl_controlnet_components()
+    torch.save(tiny_instantid_state_dict(components["unet"]), tmp_path / "ip-adapter.bin")
+    components["controlnet"].save_pretrained(tmp_path / "ControlNetModel")
+    _save_sdxl_base(components, tmp_path / "sdxl")
+    monkeypatch.setattr(face_embeddings.ONNXFaceEmbedder, "from_pretrained", classmethod(lambda cls, *a, **k: face_embeddings.TinyFaceEmbedder()))
+    stylizer = InstantIDStylizer.from_pretrained(base_model=str(tmp_path / "sdxl"), instantid=str(tmp_path), device="cpu")
+    assert isinstance(stylizer.pipe.controlnet, IdentityNet) and stylizer.pipe.image_proj_model is not None
+
+
+def test_missing_or_wrong_weights_are_clear_errors(tmp_path, pipe):
+    with pytest.raises(StyleIDError, match="no such folder"):
+        InstantIDStylizer.from_pretrained(instantid=str(tmp_path / "nope"))
+    (tmp_path / "ControlNetModel").mkdir()
+    with pytest.raises(StyleIDError, match="expected ControlNetModel/ and ip-adapter.bin"):
+        InstantIDStylizer.from_pretrained(instantid=str(tmp_path))
+    with pytest.raises(StyleIDError, match="ip-adapter.bin not found"):
+        pipe.load_ip_adapter_instantid(tmp_path / "ip-adapter.bin")
+    (tmp_path / "ip-adapter.bin").write_bytes(b"garbage")
+    with pytest.raises(StyleIDError, match="cannot read"):
+        pipe.load_ip_adapter_instantid(tmp_path / "ip-adapter.bin")
+    good = tiny_instantid_state_dict(pipe.unet)
+    with pytest.raises(StyleIDError, match="expected keys 'image_proj' and 'ip_adapter'"):
+        pipe.load_ip_adapter_instantid({"image_proj": good["image_proj"]})
+    with pytest.raises(StyleIDError, match="1.to_k_ip.weight is missing or has the wrong shape"):
+        pipe.load_ip_adapter_instantid({**good, "ip_adapter": {k: v[:, :3] for k, v in good["ip_adapter"].items()}})
+    pipe.load_ip_adapter_instantid(good)  # the module-scoped pipe stays usable
+
+
+def test_stylizer_tiny_end_to_end_and_no_face(astronaut):
+    stylizer = InstantIDStylizer.tiny()
+    out = stylizer(astronaut, "Portrait of a Pixar character", strength_level=4, seed=0, num_inference_steps=2)
+    assert isinstance(out, Image.Image) and out.size == (SIZE, SIZE)
+    again = stylizer(astronaut, "Portrait of a Pixar character", strength_level=4, seed=1, num_inference_steps=2)
+    assert np.abs(np.asarray(out, np.float32) - np.asarray(again, np.float32)).max() > 0
+    with pytest.raises(NoFaceError, match="face image: no face found"):
+        stylizer(Image.new("RGB", (128, 128), "white"), "Caricature")
+
+
+def _upstream_resampler(sd: dict, x: torch.Tensor, heads: int) -> torch.Tensor:
+    """The upstream Resampler's arithmetic, written out from its state dict (an independent reference)."""
+    ln = torch.nn.functional.layer_norm
+    latents = sd["latents"].expand(x.shape[0], -1, -1)
+    x = x @ sd["proj_in.weight"].T + sd["proj_in.bias"]
+    depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("layers."))
+    for i in range(depth):
+        p = f"layers.{i}."
+        xn = ln(x, x.shape[-1:], sd[p + "0.norm1.weight"], sd[p + "0.norm1.bias"])
+        ln_lat = ln(latents, latents.shape[-1:], sd[p + "0.norm2.weight"], sd[p + "0.norm2.bias"])
+        q = ln_lat @ sd[p + "0.to_q.weight"].T
+        k, v = (torch.cat([xn, ln_lat], 1) @ sd[p + "0.to_kv.weight"].T).chunk(2, dim=-1)
+        split = lambda t: t.view(t.shape[0], t.shape[1], heads, -1).transpose(1, 2)  # noqa: E731
+        w = torch.softmax(split(q) @ split(k).transpose(-1, -2) / math.sqrt(q.shape[-1] // heads), dim=-1)
+        attn = (w @ split(v)).transpose(1, 2).reshape(q.shape)
+        latents = attn @ sd[p + "0.to_out.weight"].T + latents
+        h = ln(latents, latents.shape[-1:], sd[p + "1.0.weight"], sd[p + "1.0.bias"]) @ sd[p + "1.1.weight"].T
+        latents = torch.nn.functional.gelu(h) @ sd[p + "1.3.weight"].T + latents
+    out = latents @ sd["proj_out.weight"].T + sd["proj_out.bias"]
+    return ln(out, out.shape[-1:], sd["norm_out.weight"], sd["norm_out.bias"])
+
+
+@pytest.mark.parametrize("heads,hidden", [(1, 64), (2, 128)])
+def test_resampler_loader_reproduces_the_upstream_resampler(heads, hidden):
+    from pipelines.resampler import build_resampler, diffusers_to_upstream, resampler_from_upstream, upstream_to_diffusers
+
+    model = build_resampler(embed_dim=512, output_dim=48, num_queries=16, hidden_dim=hidden, depth=2, heads=heads)
+    for p in model.parameters():  # non-trivial norms and biases
+        p.data.normal_(0, 0.3)
+    upstream = diffusers_to_upstream(model.state_dict())
+    assert all(v.shape == upstream_to_diffusers(upstream)[k].shape for k, v in model.state_dict().items())
+    loaded = resampler_from_upstream(upstream)
+    x = torch.randn(3, 1, 512)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), _upstream_resampler(upstream, x, heads), atol=1e-4, rtol=1e-4)
+    with pytest.raises(StyleIDError, match="not an InstantID/InfiniteYou Resampler"):
+        resampler_from_upstream({"proj.weight": torch.zeros(1)})
+
+
+def test_example_tiny_saves_an_annotated_grid(tmp_path, capsys):
+    from examples.instantid_guided import main
+    from styleid_guidance.errors import run_cli
+
+    out = tmp_path / "grid.png"
+    assert main(["--tiny", "--steps", "2", "--augment", "0", "--out", str(out)]) == 0
+    grid = Image.open(out)
+    assert grid.size[0] == 3 * 256 and grid.size[1] > 256  # reference, unguided, guided (+ captions)
+    assert run_cli(main, ["--tiny", "--levels", "9"], prog="instantid_guided") == 2
+    assert "strength_level must be an integer from 1 to 7" in capsys.readouterr().err
