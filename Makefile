@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # torch is pinned to the release this toolkit is tested with (aarch64 gets the CPU build that exists there)
 TORCH := $(if $(filter aarch64,$(shell uname -m)),torch==2.9.1 torchvision==0.24.1,torch==2.14.1 torchvision==0.29.1)
-PYTEST_ARGS ?=
+# two workers (one per core of the CI machine); each test file stays on one worker so its fixtures build once
+PYTEST_ARGS ?= -n 2 --dist loadfile
 DEMO_ARGS ?=
 
 .PHONY: demo test install clean

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .lazy import lazy_exports
+
 __version__ = "0.1.0"
 
-# Lazy exports keep `import styleid_guidance` cheap (CLI start-up, subprocess workers).
 _EXPORTS = {
     "StyleIDEncoder": "encoder",
     "StyleIDConfig": "encoder",
@@ -22,12 +23,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:

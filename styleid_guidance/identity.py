@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

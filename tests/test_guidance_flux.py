@@ -12,14 +12,6 @@ from styleid_guidance import StyleIDEncoder, StyleIDLoss
 STEPS = 5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def flux():
     with seeded(0):

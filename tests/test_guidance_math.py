@@ -18,16 +18,6 @@ from styleid_guidance.errors import StyleIDError
 SD_BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny models: thread hand-offs cost more than they save, and on a busy machine OpenMP spinning
-    # multiplies CPU time many-fold
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _scheduler(cls):
     if cls is FlowMatchEulerDiscreteScheduler:
         return cls(shift=3.0)

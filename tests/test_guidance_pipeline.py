@@ -1,7 +1,6 @@
 """IdentityGuidanceCallback inside real diffusers pipelines (tiny random SD1.5, offline)."""
 from __future__ import annotations
 
-import warnings
 
 import pytest
 import torch
@@ -12,19 +11,8 @@ from integrations.diffusers import IdentityGuidanceCallback, prepare_guidance_kw
 from pipelines.tiny import tiny_sd15_components, tiny_taesd
 from styleid_guidance import StyleIDEncoder, StyleIDLoss
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.images import to_tensor
 
 STEPS = 6
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny models: thread hand-offs cost more than they save, and on a busy machine OpenMP spinning
-    # multiplies CPU time many-fold
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _pipe(scheduler=None) -> StableDiffusionPipeline:

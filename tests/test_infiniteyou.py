@@ -18,15 +18,6 @@ from styleid_guidance.identity import StyleIDLoss
 SIZE = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads; on a shared, loaded CPU two threads thrash (10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def pipe():
     pipe = InfiniteYouPipeline(**tiny_flux_controlnet_components())

@@ -27,15 +27,6 @@ SIZE = 64
 LANDMARKS = np.array([[20.0, 24.0], [44.0, 24.0], [32.0, 36.0], [23.0, 48.0], [41.0, 48.0]])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads; on a shared, loaded CPU two threads thrash (10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def pipe():
     pipe = StableDiffusionXLInstantIDPipeline(**tiny_sdxl_controlnet_components())

@@ -22,14 +22,6 @@ from styleid_guidance.errors import StyleIDError
 from styleid_guidance.faces import FaceRegion
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def stylizer():
     return IPAdapterStylizer.tiny()
@@ -172,6 +164,7 @@ def test_sdxl_faceid_with_guidance(astronaut, loss):
     plain = st(astronaut, "Portrait of 2D Anime character", strength_level=3, seed=0)
     guided = st(astronaut, "Portrait of 2D Anime character", strength_level=3, seed=0,
                 identity_guidance=IdentityGuidanceCallback(loss, scale=0.3, end=1.0))
-    assert loss.similarity(guided).item() > loss.similarity(plain).item() + 0.02
+    # the random tiny encoder already scores 0.97 unguided: demand that guidance at least halves the loss
+    assert loss(guided).item() < 0.5 * loss(plain).item()
     with pytest.raises(StyleIDError, match="face embedder"):
         IPAdapterStylizer(pipe, "faceid", None)

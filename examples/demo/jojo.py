@@ -22,7 +22,7 @@ from styleid_guidance.errors import NoFaceError, StyleIDError
 from .limits import Limits, display_name, open_image
 from .profiles import IDENTITY_LABELS, Models
 from .render import Cell, image_grid
-from .scoring import Prepared, caption, no_face_note, prepare, score
+from .scoring import caption, no_face_note, prepare, score
 
 TRAINED_WITH = ("arcface", "styleid")
 HEADERS = ["generator", "StyleID similarity", "ArcFace similarity", "training"]
