@@ -41,6 +41,15 @@ def _no_network(monkeypatch):
     yield
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _seed_module():
+    """Module-scoped fixtures (tiny random models) must not depend on which tests ran before them
+    on the same xdist worker."""
+    torch.manual_seed(0)
+    np.random.seed(0)
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
