@@ -87,6 +87,10 @@ class IdentityLoss(nn.Module):
     def set_reference(self, reference: ImageInput | Sequence[ImageInput] | torch.Tensor) -> None:
         """Cache the reference embedding(s). With crop="face" each reference is aligned with its own
         detected landmarks, and the first one's region becomes the default for generated images."""
+        if isinstance(reference, torch.Tensor) and self.crop != "face":
+            # one batched pass (JoJoGAN re-sets a batch of references every iteration)
+            self.reference_embedding = self.embed(reference).detach()
+            return
         items = list(reference) if isinstance(reference, (list, tuple)) else [reference]
         if isinstance(reference, torch.Tensor):
             items = list(to_tensor(reference))
