@@ -138,15 +138,7 @@ def build_embedder(spec: ModelSpec, crop: str, device: torch.device, batch_size:
                                    model_rootpath=model_rootpath)
 
         def embed_arcface(files: Sequence[Path]) -> torch.Tensor:
-            from .faces import FaceRegion
-            from .images import load_image, to_tensor
-
-            out = []
-            for f in files:  # images may differ in size: one at a time
-                x = to_tensor(load_image(f))
-                region = FaceRegion.detect(x[0], detector, model_rootpath, name=str(f)) if crop == "face" else None
-                out.append(loss.embed(x, face_region=region))
-            return torch.cat(out)
+            return loss.embed_photos([str(f) for f in files])
 
         return embed_arcface
 

@@ -91,21 +91,31 @@ class IdentityLoss(nn.Module):
             # one batched pass (JoJoGAN re-sets a batch of references every iteration)
             self.reference_embedding = self.embed(reference).detach()
             return
-        items = list(reference) if isinstance(reference, (list, tuple)) else [reference]
-        if isinstance(reference, torch.Tensor):
-            items = list(to_tensor(reference))
-        embeddings = []
+        embeddings, first_region = self._embed_photos(reference)
+        if self.face_region is None:
+            self.face_region = first_region
+        self.reference_embedding = embeddings.detach()
+
+    @torch.no_grad()
+    def embed_photos(self, photos: ImageInput | Sequence[ImageInput] | torch.Tensor) -> torch.Tensor:
+        """[N,D] embeddings of real photos of any sizes, one at a time; with crop="face" each is
+        aligned with its own detected landmarks (not the reference's region)."""
+        return self._embed_photos(photos)[0]
+
+    def _embed_photos(self, photos) -> tuple[torch.Tensor, FaceRegion | None]:
+        items = list(photos) if isinstance(photos, (list, tuple)) else [photos]
+        if isinstance(photos, torch.Tensor):
+            items = list(to_tensor(photos))
+        embeddings, first_region = [], None
         for i, item in enumerate(items):
-            x = item if isinstance(item, torch.Tensor) else to_tensor(load_image(item))
-            x = to_tensor(x)
+            x = to_tensor(item if isinstance(item, torch.Tensor) else load_image(item))
             region = None
             if self.crop == "face":
-                name = str(item) if isinstance(item, (str, os.PathLike)) else f"reference {i}"
+                name = str(item) if isinstance(item, (str, os.PathLike)) else f"image {i}"
                 region = FaceRegion.detect(x[0].cpu(), self.detector, self.model_rootpath, name=name)
-                if self.face_region is None:
-                    self.face_region = region
+                first_region = first_region or region
             embeddings.append(self.embed(x, face_region=region))
-        self.reference_embedding = torch.cat(embeddings).detach()
+        return torch.cat(embeddings), first_region
 
     def similarity(self, images: ImageInput | Sequence[ImageInput] | torch.Tensor) -> torch.Tensor:
         """Cosine similarity [B] to the reference (one reference broadcasts; B references pair up)."""

@@ -106,17 +106,23 @@ def write_main_files(tmp: Path, trainable: dict[str, torch.Tensor], optimizer: A
 
 def publish(tmp: Path, output: Path, step: int, keep_last: int) -> Path:
     """Rename the finished temp folder into place and prune older checkpoints."""
-    dest = final_dir(output, step)
-    if dest.exists():  # re-saving the same step (e.g. after a resume at that step): replace it
+    dest = replace_dir(tmp, final_dir(output, step))  # a re-save of the same step (after a resume) replaces it
+    for _, d in list_checkpoints(output)[:-keep_last]:
+        shutil.rmtree(d, ignore_errors=True)
+    return dest
+
+
+def replace_dir(tmp: Path, dest: Path) -> Path:
+    """Put the finished folder `tmp` at `dest`, replacing any old one; `dest` is never half-written."""
+    if dest.exists():
         old = dest.with_name(f".old-{dest.name}")
+        shutil.rmtree(old, ignore_errors=True)  # left over from a crash mid-swap
         os.replace(dest, old)
         os.replace(tmp, dest)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, dest)
     _fsync_dir(dest.parent)
-    for _, d in list_checkpoints(output)[:-keep_last]:
-        shutil.rmtree(d, ignore_errors=True)
     return dest
 
 

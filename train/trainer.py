@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch.nn as nn
 
 from styleid_guidance.encoder import StyleIDEncoder
 from styleid_guidance.errors import StyleIDError
+from styleid_guidance.images import atomic_write
 from styleid_guidance.losses import StyleIDObjective
 
 from . import checkpoint as ckpt
@@ -97,15 +97,7 @@ def save_final(encoder: StyleIDEncoder, output: Path, cfg: TrainConfig, step: in
     shutil.rmtree(tmp, ignore_errors=True)
     encoder.save_pretrained(tmp)
     (tmp / "training.json").write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=2))
-    if dest.exists():
-        old = output / f".old-{FINAL}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dest, old)
-        os.replace(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, dest)
-    return dest
+    return ckpt.replace_dir(tmp, dest)
 
 
 class MetricsLog:
@@ -124,9 +116,8 @@ class MetricsLog:
                     kept.append(line)
             except json.JSONDecodeError:  # a line cut by a kill: drop it
                 continue
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(k + "\n" for k in kept))
-        os.replace(tmp, self.path)
+        with atomic_write(self.path) as tmp:
+            tmp.write_text("".join(k + "\n" for k in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
