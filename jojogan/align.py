@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from styleid_guidance.errors import NoFaceError, StyleIDError
-from styleid_guidance.faces import detect_faces
+from styleid_guidance.errors import StyleIDError
+from styleid_guidance.faces import largest_face
 from styleid_guidance.images import ImageInput, load_image
 
 
@@ -83,12 +83,9 @@ def align_face(image: ImageInput, output_size: int = 1024, detector: str = "reti
     """FFHQ-aligned square crop of the largest face. Raises NoFaceError when none is found."""
     img = load_image(image)
     if landmarks is None:
-        faces = detect_faces(img, detector=detector, model_rootpath=model_rootpath)
-        if not faces:
-            label = name or (str(image) if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__") else "image")
-            raise NoFaceError(f"{label}: no face found; use a clearer frontal face, another --detector, "
-                              "or --no_align (align=False) to use the image centre-cropped as is")
-        landmarks = faces[0].landmarks
+        label = name or (str(image) if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__") else "image")
+        landmarks = largest_face(img, detector, model_rootpath, label, hint="use a clearer frontal face, another --detector, "
+                                 "or --no_align (align=False) to use the image centre-cropped as is").landmarks
     quad, qsize = ffhq_quad(landmarks)
     return warp_quad(img, quad, qsize, output_size)
 

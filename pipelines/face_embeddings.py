@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from styleid_guidance.errors import NoFaceError, StyleIDError
-from styleid_guidance.faces import ARCFACE_TEMPLATE, Face, detect_faces, similarity_transform
+from styleid_guidance.errors import StyleIDError
+from styleid_guidance.faces import ARCFACE_TEMPLATE, largest_face, similarity_transform
 from styleid_guidance.images import ImageInput, load_image
 
 ALIGNED_SIZE = 112
@@ -45,11 +45,7 @@ def align_face(image: ImageInput, landmarks: np.ndarray, size: int = ALIGNED_SIZ
     return cv2.warpAffine(rgb, matrix, (size, size), borderValue=0.0)
 
 
-def largest_face(image: ImageInput, detector: str = "retinaface", model_rootpath: str | None = None, name: str = "face image") -> Face:
-    faces = detect_faces(image, detector=detector, model_rootpath=model_rootpath)
-    if not faces:
-        raise NoFaceError(f"{name}: no face found; pass a photo with one clearly visible, roughly frontal face")
-    return faces[0]
+NO_FACE_HINT = "pass a photo with one clearly visible, roughly frontal face"
 
 
 @dataclass
@@ -77,7 +73,7 @@ class FaceEmbedder:
 
     def __call__(self, image: ImageInput, name: str = "face image") -> FaceInfo:
         image = load_image(image)
-        face = largest_face(image, self.detector, self.model_rootpath, name)
+        face = largest_face(image, self.detector, self.model_rootpath, name, hint=NO_FACE_HINT)
         crop = align_face(image, face.landmarks)[None]
         return FaceInfo(self.embed_aligned(crop)[0], face.landmarks, face.box)
 

@@ -111,6 +111,20 @@ def detect_faces(
     return sorted(faces, key=lambda f: f.area, reverse=True)
 
 
+def largest_face(
+    image: ImageInput,
+    detector: str = "retinaface",
+    model_rootpath: str | None = None,
+    name: str = "image",
+    hint: str = "use --crop center (or a clearer, larger face)",
+) -> Face:
+    """The largest face, or a NoFaceError naming the image and what the caller can do instead."""
+    faces = detect_faces(image, detector=detector, model_rootpath=model_rootpath)
+    if not faces:
+        raise NoFaceError(f"{name}: no face found; {hint}")
+    return faces[0]
+
+
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation) mapping src → dst (Umeyama).
     Returns a 3x3 matrix acting on homogeneous column vectors."""
@@ -157,10 +171,7 @@ class FaceRegion:
     @classmethod
     def detect(cls, image: ImageInput, detector: str = "retinaface", model_rootpath: str | None = None, name: str = "reference") -> "FaceRegion":
         pil = load_image(image)
-        faces = detect_faces(pil, detector=detector, model_rootpath=model_rootpath)
-        if not faces:
-            raise NoFaceError(f"{name}: no face found; use --crop center (or a clearer, larger face)")
-        return cls.from_landmarks(faces[0].landmarks, pil.size)
+        return cls.from_landmarks(largest_face(pil, detector, model_rootpath, name).landmarks, pil.size)
 
     def theta(self, image_hw: tuple[int, int], out_size: int, template: str = "styleid", batch: int = 1) -> torch.Tensor:
         """affine_grid matrices [B,2,3] mapping the output crop to the input image."""
