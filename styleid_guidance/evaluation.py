@@ -38,7 +38,7 @@ import torch
 
 from .errors import StyleIDError
 from .images import atomic_write
-from .metrics import roc_curve, verification_report
+from .metrics import mean_pairwise_cosine, roc_curve, verification_report
 from .preprocess import CROPS
 
 BASELINES = {"clip": "ViT-L-14/openai", "siglip2": "ViT-L-16-SigLIP2-256/webli", "arcface": "default"}
@@ -272,22 +272,29 @@ def model_metrics(pairs: Sequence[Pair], scores: np.ndarray) -> dict[str, Any]:
     return out
 
 
+class NonFiniteEmbeddings(StyleIDError):
+    """A model produced NaN or inf embeddings (a diverged or damaged checkpoint)."""
+
+
 def evaluate_encoder(encoder: Any, pairs: str | os.PathLike | Sequence[Pair], crop: str = "center",
                      batch_size: int = 32) -> dict[str, Any]:
     """Overall verification report of an in-memory encoder (used by the trainer's periodic eval), with
-    per-split AUROC under "split_auroc"."""
+    per-split AUROC under "split_auroc" and the spread of the embeddings under "mean_cosine"."""
     pairs = read_pairs(pairs) if isinstance(pairs, (str, os.PathLike)) else list(pairs)
     files = list(dict.fromkeys([p.source for p in pairs] + [p.stylized for p in pairs]))
     # no_grad, not inference_mode: peft re-registers merged weights during the forward, and inference
     # tensors left in a model that goes on training would break its backward
     with torch.no_grad():
         z = encoder.embed([str(f) for f in files], crop=crop, batch_size=batch_size).float().cpu()
+    if not torch.isfinite(z).all():
+        raise NonFiniteEmbeddings(f"the encoder gives non-finite embeddings for {int((~torch.isfinite(z).all(1)).sum())} of {len(z)} images")
     embeddings = dict(zip(files, z))
     scores = pair_scores(pairs, embeddings)
     metrics = model_metrics(pairs, scores)
     report = dict(metrics["overall"])
     if "split" in metrics:
         report["split_auroc"] = {k: v["auroc"] for k, v in metrics["split"].items()}
+    report["mean_cosine"] = float(mean_pairwise_cosine(z)) if len(z) > 1 else float("nan")
     return _clean(report)
 
 

@@ -82,3 +82,16 @@ def verification_report(scores: Sequence[float], labels: Sequence[int]) -> dict[
         report[f"acc@{t}"] = accuracy_at_threshold(s, y, t)
     report["auroc"] = auroc(s, y) if both else float("nan")
     return report
+
+
+def mean_pairwise_cosine(z: "torch.Tensor") -> "torch.Tensor":
+    """Mean cosine over all pairs i ≠ j of the rows of z (L2-normalised first): the spread of a set of
+    embeddings, 1.0 when they have collapsed to one direction. Needs at least 2 rows."""
+    import torch
+
+    n = z.shape[0]
+    if n < 2:
+        raise ValueError("the spread of a set of embeddings needs at least 2 of them")
+    total = torch.nn.functional.normalize(z.detach().float(), dim=-1).sum(0)
+    return (total @ total - n) / (n * (n - 1))
+

@@ -25,13 +25,59 @@ def test_angular_margin_matches_hand_computation():
     with torch.no_grad():
         loss_fn.weight.copy_(torch.tensor(w, dtype=torch.float32))
     got = float(loss_fn(torch.tensor(z, dtype=torch.float32), torch.tensor(labels)))
+    assert got == pytest.approx(_hand_arcface(z, w, labels, m, s), rel=1e-4)
+
+
+def _hand_arcface(z, w, labels, m, s):
+    """ArcFace by hand: cos(θ + m) for the true class while θ ≤ π − m, cos θ − m·sin m beyond."""
     cos = _unit(z) @ _unit(w).T
     expected = 0.0
     for i, c in enumerate(labels):
         logits = s * cos[i].copy()
-        logits[c] = s * math.cos(math.acos(cos[i, c]) + m)
+        theta = math.acos(cos[i, c])
+        logits[c] = s * (math.cos(theta + m) if theta <= math.pi - m else cos[i, c] - m * math.sin(m))
         expected += -(logits[c] - np.log(np.exp(logits).sum()))
-    assert got == pytest.approx(expected / len(labels), rel=1e-4)
+    return expected / len(labels)
+
+
+def test_angular_margin_past_pi_minus_m_uses_the_fallback():
+    # sample 0 sits at 170° from its class centre: beyond π − m = 151°, where cos(θ + m) wraps around
+    angle = math.radians(170)
+    z = np.array([[math.cos(angle), math.sin(angle)], [0.3, 1.0]])
+    w = np.array([[1.0, 0.0], [0.0, 1.0]])
+    labels = np.array([0, 1])
+    loss_fn = AngularMarginLoss(2, 2, margin=0.5, scale=32.0)
+    with torch.no_grad():
+        loss_fn.weight.copy_(torch.tensor(w, dtype=torch.float32))
+    got = float(loss_fn(torch.tensor(z, dtype=torch.float32), torch.tensor(labels)).detach())
+    assert got == pytest.approx(_hand_arcface(z, w, labels, 0.5, 32.0), rel=1e-4)
+
+
+def test_angular_target_logit_decreases_monotonically_with_the_angle():
+    loss_fn = AngularMarginLoss(2, 2, margin=0.5)
+    theta = torch.linspace(0.0, math.pi, 2001)
+    target = loss_fn.target_logit(torch.cos(theta))
+    assert (target.diff() <= 1e-6).all(), "the true-class logit must never rise as the angle grows"
+    assert float(target[-1]) < -1.0  # beyond the plain cosine at θ = π: the margin still penalises
+
+
+def test_collapse_with_antipodal_centres_is_no_optimum():
+    """The degenerate solution that collapsed training: one embedding for every image, every class
+    centre at its antipode. With a wrapping margin its loss (≈0.7 for 48 classes) beat chance; it
+    must be worse than chance (ln C) so the optimiser is never drawn there."""
+    classes, dim = 48, 32
+    e = F.normalize(torch.randn(dim), dim=0)
+    loss_fn = AngularMarginLoss(dim, classes)
+    with torch.no_grad():
+        loss_fn.weight.copy_(-e.expand(classes, dim) + 1e-3 * torch.randn(classes, dim))
+    labels = torch.arange(classes)
+    collapsed = float(loss_fn(e.expand(classes, dim), labels).detach())
+    assert collapsed > math.log(classes), collapsed
+    # while embeddings at their own centres score far better than chance
+    with torch.no_grad():
+        loss_fn.weight.copy_(torch.randn(classes, dim))
+    separated = float(loss_fn(loss_fn.weight.detach(), labels).detach())
+    assert separated < 0.5 * math.log(classes) < collapsed
 
 
 def test_angular_margin_penalises_the_true_class():
@@ -59,6 +105,22 @@ def test_supcon_matches_explicit_loops():
         total += -sum(math.log(math.exp(zn[i] @ zn[p] / tau) / denom) for p in pos) / len(pos)
         anchors += 1
     assert got == pytest.approx(total / anchors, rel=1e-4)
+
+
+def test_supcon_with_anchor_rows_splits_the_global_loss():
+    """Multi-process L_scon: each process scores its own anchors against the gathered batch; the mean of
+    the shares is the loss of the whole batch, and so are the gradients."""
+    torch.manual_seed(0)
+    z = torch.randn(8, 5, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    loss_fn = SupConLoss(0.1)
+    full = loss_fn(z, labels)
+    (g_full,) = torch.autograd.grad(full, z)
+    halves = [loss_fn(z, labels, anchors=slice(0, 4)), loss_fn(z, labels, anchors=slice(4, 8))]
+    assert float(sum(halves) / 2) == pytest.approx(float(full), rel=1e-6)
+    (g_split,) = torch.autograd.grad(sum(halves) / 2, z)
+    assert torch.allclose(g_split, g_full, atol=1e-6)
+    assert float(loss_fn(z, labels, anchors=slice(0, 8))) == pytest.approx(float(full), rel=1e-7)
 
 
 def test_supcon_needs_a_positive():

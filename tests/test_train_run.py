@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import signal
 import socket
@@ -71,7 +72,7 @@ def test_cli_user_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("styleid-train: error: --data") and "no such folder" in err[0]
     assert train_main(["--output", str(tmp_path / "o"), "--max-steps", "0", *TINY, "--lr", "-1"]) == 2
-    assert "--lr must be > 0" in capsys.readouterr().err
+    assert "--lr must be a finite number > 0" in capsys.readouterr().err
     if importlib.util.find_spec("tensorboard") is None:
         assert train_main(["--output", str(tmp_path / "o"), "--max-steps", "0", "--report-to", "tensorboard", *TINY]) == 2
         assert "tensorboard is not installed" in capsys.readouterr().err
@@ -135,9 +136,9 @@ def test_incompatible_resume_is_refused_with_one_line(tmp_path, smoke, capsys):
     assert train_main([*common, "--max-steps", "4", "--ids-per-batch", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot resume" in err[0] and "ids_per_batch 4 → 3" in err[0]
-    # changing only the length of the run is fine: it continues from step 2
-    assert train_main([*common, "--max-steps", "3"]) == 0
-    assert [r["step"] for r in _records(out) if "loss" in r] == [1, 2, 3]
+    # changing only the length of the run (or the learning rate) is fine: it continues from step 2
+    assert train_main([*common, "--max-steps", "3", "--lr", "5e-3"]) == 0
+    assert [(r["step"], r["lr"]) for r in _records(out) if "loss" in r] == [(1, 1e-2), (2, 1e-2), (3, 5e-3)]
     assert [s for s, _ in list_checkpoints(out)] == [2, 3]
 
 
@@ -164,7 +165,10 @@ def test_two_process_cpu_run(tmp_path, smoke):
     state = json.loads((ckpt / "trainer_state.json").read_text())
     assert state["fingerprint"]["num_processes"] == 2
     assert (out / "final" / "adapter_model.safetensors").is_file()
-    assert len([r for r in _records(out) if "loss" in r]) == 4  # one writer, not two
+    records = [r for r in _records(out) if "loss" in r]
+    assert len(records) == 4  # one writer, not two
+    # L_scon contrasts each rank's 8 images with both ranks' 16: its chance level is ln 15, not ln 7
+    assert records[0]["scon"] > 0.5 * (math.log(7) + math.log(15)), records[0]
     StyleIDEncoder.from_pretrained(out / "final")
 
 

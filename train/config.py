@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,10 @@ class TrainConfig:
     max_grad_norm: float = 0.0  # 0 = no clipping
     mixed_precision: str = "no"
     seed: int = 0
+    supcon_gather: bool = True  # L_scon over the global batch of all processes (no-op on one process)
+    # the guard (train/guard.py): stop when the batch's mean pairwise cosine stays this high
+    collapse_threshold: float = 0.9999
+    collapse_patience: int = 5  # consecutive log intervals
     # evaluation, checkpoints, logging
     eval_pairs: str | None = None
     eval_every: int = 1000
@@ -67,8 +72,27 @@ class TrainConfig:
             self.pretrained = None
         if self.backbone == "test-tiny":
             self.pretrained = None
+
+        def finite(name: str, low: float, strict: bool) -> tuple[bool, str]:
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and math.isfinite(value) and (value > low if strict else value >= low)
+            flag = "--" + name.replace("_", "-")
+            return ok, f"{flag} must be a finite number {'>' if strict else '≥'} {low:g}, got {value}"
+
         checks = [
-            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            finite("lr", 0, strict=True),
+            finite("weight_decay", 0, strict=False),
+            finite("margin", 0, strict=False),
+            finite("scale", 0, strict=True),
+            finite("temperature", 0, strict=True),
+            finite("lambda_scon", 0, strict=False),
+            finite("lambda_reg", 0, strict=False),
+            finite("max_grad_norm", 0, strict=False),
+            finite("lora_alpha", 0, strict=True),
+            (self.margin < math.pi / 2, f"--margin is an angle in radians below π/2, got {self.margin}"),
+            (0 < self.collapse_threshold <= 1, f"--collapse-threshold must be in (0, 1], got {self.collapse_threshold}"),
+            (self.collapse_patience >= 1, f"--collapse-patience must be ≥ 1, got {self.collapse_patience}"),
+            (self.warmup_steps >= 0, f"--warmup-steps must be ≥ 0, got {self.warmup_steps}"),
             (self.max_steps >= 0, f"--max-steps must be ≥ 0, got {self.max_steps}"),
             (self.grad_accum >= 1, f"--grad-accum must be ≥ 1, got {self.grad_accum}"),
             (self.save_every >= 1, f"--save-every must be ≥ 1, got {self.save_every}"),
@@ -85,6 +109,8 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise StyleIDError(message)
+        if self.eval_pairs and not Path(self.eval_pairs).is_file():
+            raise StyleIDError(f"--eval-pairs {self.eval_pairs}: no such file")
         if self.max_steps > 0 and not self.data:
             raise StyleIDError("--data is required to train (only --max-steps 0, which exports the initial encoder, runs without it)")
         return self
