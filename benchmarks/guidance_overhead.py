@@ -91,7 +91,7 @@ def _trim_heap() -> None:
 
 def build_stylizer(name: str, profile: str, device: torch.device):
     if name == "ip_adapter":
-        from pipelines.ip_adapter import IPAdapterStylizer
+        from styleid_guidance.pipelines.ip_adapter import IPAdapterStylizer
 
         if profile == "tiny":
             return IPAdapterStylizer.tiny(device=str(device))
@@ -113,9 +113,9 @@ def random_ip_adapter_stylizer(device: torch.device):
     from diffusers import StableDiffusionPipeline
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from pipelines.face_embeddings import TinyFaceEmbedder
-    from pipelines.ip_adapter import IPAdapterStylizer, load_ip_adapter
-    from pipelines.tiny import random_sd15_components, seeded, tiny_ip_adapter_state_dict
+    from styleid_guidance.pipelines.face_embeddings import TinyFaceEmbedder
+    from styleid_guidance.pipelines.ip_adapter import IPAdapterStylizer, load_ip_adapter
+    from styleid_guidance.pipelines.tiny import random_sd15_components, seeded, tiny_ip_adapter_state_dict
 
     pipe = StableDiffusionPipeline(**random_sd15_components())
     load_ip_adapter(pipe, tiny_ip_adapter_state_dict(pipe.unet, "faceid-plus", clip_hidden_dim=1280, lora_rank=128, resampler_heads=12))
@@ -150,7 +150,7 @@ def tiny_decoder_for(stylizer, profile: str, device: torch.device):
     pipe = stylizer.pipe
     channels = pipe.vae.config.latent_channels
     if profile == "tiny":
-        from pipelines.tiny import tiny_taesd
+        from styleid_guidance.pipelines.tiny import tiny_taesd
 
         decoder = tiny_taesd(latent_channels=channels)
     elif profile == "real":
@@ -163,7 +163,7 @@ def tiny_decoder_for(stylizer, profile: str, device: torch.device):
 
 
 def bench_pipeline(name: str, args, device: torch.device, face) -> list[tuple[str, float, tuple[int, int]]]:
-    from integrations.diffusers import IdentityGuidanceCallback
+    from styleid_guidance.integrations.diffusers import IdentityGuidanceCallback
 
     print(f"\n== {name} ({args.profile}) == building…", flush=True)
     stylizer = build_stylizer(name, args.profile, device)

@@ -39,8 +39,8 @@ def worker(mode: str, size: int, iters: int, warmup: int, device: str, threads: 
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from jojogan.stylegan2 import Discriminator, Generator
-    from jojogan.train import FinetuneConfig, finetune
+    from styleid_guidance.jojogan.stylegan2 import Discriminator, Generator
+    from styleid_guidance.jojogan.train import FinetuneConfig, finetune
     from styleid_guidance.identity import build_identity_loss
 
     if threads:

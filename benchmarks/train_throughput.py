@@ -39,7 +39,7 @@ def run_one(args: argparse.Namespace) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from styleid_guidance.encoder import StyleIDEncoder
     from styleid_guidance.losses import StyleIDObjective
-    from train.trainer import TrainStep
+    from styleid_guidance.train.trainer import TrainStep
 
     precision, ckpt = CONFIGS[args.one]
     cuda = args.device == "cuda"

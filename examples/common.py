@@ -26,7 +26,7 @@ CAPTION_HEIGHT = 34
 
 def add_guidance_args(parser: argparse.ArgumentParser) -> None:
     """Flags every guided example shares (reference, output, guidance settings, scorers, --tiny)."""
-    from pipelines.presets import STYLE_PROMPTS
+    from styleid_guidance.pipelines.presets import STYLE_PROMPTS
 
     parser.add_argument("--face", default=str(DEFAULT_FACE), help="reference face photo (default: the bundled astronaut)")
     parser.add_argument("--style", default="pixar", help=f"one of {', '.join(STYLE_PROMPTS)}, or any prompt text")
@@ -47,7 +47,7 @@ def add_guidance_args(parser: argparse.ArgumentParser) -> None:
 
 
 def style_prompt(style: str) -> str:
-    from pipelines.presets import STYLE_PROMPTS
+    from styleid_guidance.pipelines.presets import STYLE_PROMPTS
 
     return STYLE_PROMPTS.get(style, style)
 
@@ -71,7 +71,7 @@ def build_scorers(args: argparse.Namespace, reference: PIL.Image.Image) -> dict[
 
 
 def build_guidance(args: argparse.Namespace, identity_loss: torch.nn.Module):
-    from integrations.diffusers import IdentityGuidanceCallback
+    from styleid_guidance.integrations.diffusers import IdentityGuidanceCallback
 
     decoder = None
     if args.guidance_decoder:

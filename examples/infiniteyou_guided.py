@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from examples.common import add_guidance_args, build_guidance, build_scorers, guided_comparison, save_png, style_prompt  # noqa: E402
-from pipelines.presets import infiniteyou_preset  # noqa: E402
+from styleid_guidance.pipelines.presets import infiniteyou_preset  # noqa: E402
 from styleid_guidance.errors import run_cli  # noqa: E402
 from styleid_guidance.images import load_image  # noqa: E402
 
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
         infiniteyou_preset(level)  # a bad level fails before any model loads
     face = load_image(args.face)
     pose = load_image(args.pose) if args.pose else None
-    from pipelines.infiniteyou import InfiniteYouStylizer
+    from styleid_guidance.pipelines.infiniteyou import InfiniteYouStylizer
 
     if args.tiny:
         stylizer = InfiniteYouStylizer.tiny(device=args.device or "cpu")

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from examples.common import add_guidance_args, build_guidance, build_scorers, guided_comparison, save_png, style_prompt  # noqa: E402
-from pipelines.presets import instantid_preset  # noqa: E402
+from styleid_guidance.pipelines.presets import instantid_preset  # noqa: E402
 from styleid_guidance.errors import run_cli  # noqa: E402
 from styleid_guidance.images import load_image  # noqa: E402
 
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     for level in args.levels:
         instantid_preset(level)  # a bad level fails before any model loads
     face = load_image(args.face)
-    from pipelines.instantid import InstantIDStylizer
+    from styleid_guidance.pipelines.instantid import InstantIDStylizer
 
     if args.tiny:
         stylizer = InstantIDStylizer.tiny(device=args.device or "cpu")

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from examples.common import add_guidance_args, build_guidance, build_scorers, guided_comparison, save_png, style_prompt  # noqa: E402
-from pipelines import ip_adapter as ipa  # noqa: E402
+from styleid_guidance.pipelines import ip_adapter as ipa  # noqa: E402
 from styleid_guidance.errors import run_cli  # noqa: E402
 from styleid_guidance.images import load_image  # noqa: E402
 

@@ -12,7 +12,7 @@ import argparse
 
 from PIL import Image
 
-from jojogan.api import JoJoGAN
+from styleid_guidance.jojogan.api import JoJoGAN
 from styleid_guidance.errors import run_cli
 from styleid_guidance.images import atomic_write
 

@@ -1,4 +1,4 @@
-"""The demo in a real headless Chromium: start `python -m examples.demo --profile tiny`, run every tab once.
+"""The demo in a real headless Chromium: start `python -m styleid_guidance.demo --profile tiny`, run every tab once.
 
 Needs the Debian packages `chromium` and `chromium-driver` (and selenium). Without them the test is
 skipped locally but FAILS under CI (env CI set): CI must run it. Screenshots go to test-artifacts/.
@@ -57,7 +57,7 @@ def demo_url(tmp_path_factory):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "examples.demo", "--profile", "tiny", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "styleid_guidance.demo", "--profile", "tiny", "--port", str(port)],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from examples.demo.limits import Limits, open_image
+from styleid_guidance.demo.limits import Limits, open_image
 from styleid_guidance.errors import StyleIDError
 
 

@@ -6,9 +6,9 @@ import urllib.request
 
 import pytest
 
-from examples.demo import build_parser, is_loopback, main
-from examples.demo import profiles
-from examples.demo.profiles import Models, hub_reachable, parse_weight_overrides, resolve_profile
+from styleid_guidance.demo import build_parser, is_loopback, main
+from styleid_guidance.demo import profiles
+from styleid_guidance.demo.profiles import Models, hub_reachable, parse_weight_overrides, resolve_profile
 from styleid_guidance.errors import StyleIDError
 
 
@@ -82,10 +82,10 @@ def test_real_profile_shows_unavailable_parts_with_reasons(empty_hub_cache, tmp_
 
 
 def test_a_framework_that_does_not_import_is_unavailable_not_fatal(monkeypatch):
-    monkeypatch.setitem(profiles._STYLIZERS, "instantid", ("pipelines.no_such_module", "InstantIDStylizer"))
+    monkeypatch.setitem(profiles._STYLIZERS, "instantid", ("styleid_guidance.pipelines.no_such_module", "InstantIDStylizer"))
     models = Models("tiny", device="cpu")
     status = {a.label: a.reason for a in models.availability()}
-    assert "cannot import pipelines.no_such_module" in status["InstantID"]
+    assert "cannot import styleid_guidance.pipelines.no_such_module" in status["InstantID"]
     assert status["IP-Adapter"] is None and status["StyleID"] is None
     with pytest.raises(StyleIDError, match="InstantID is unavailable: cannot import"):
         models.stylizer("instantid")

@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from examples.demo import jojo, stylize, verify
-from examples.demo.limits import Limits
-from examples.demo.profiles import FRAMEWORKS, Models
-from examples.demo.scoring import THRESHOLDS
+from styleid_guidance.demo import jojo, stylize, verify
+from styleid_guidance.demo.limits import Limits
+from styleid_guidance.demo.profiles import FRAMEWORKS, Models
+from styleid_guidance.demo.scoring import THRESHOLDS
 from styleid_guidance.errors import NoFaceError, StyleIDError
 
 FACES = Path(__file__).resolve().parents[1] / "examples" / "faces"
@@ -92,8 +92,8 @@ class FakeStylizer:
 
 
 def test_stylize_grid_same_seed_guidance_per_row_and_unavailable_column(models, monkeypatch):
-    from integrations.diffusers import IdentityGuidanceCallback
-    from pipelines.presets import STYLE_PROMPTS
+    from styleid_guidance.integrations.diffusers import IdentityGuidanceCallback
+    from styleid_guidance.pipelines.presets import STYLE_PROMPTS
 
     fakes = {"ip_adapter": FakeStylizer(), "infiniteyou": FakeStylizer()}
 

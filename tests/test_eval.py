@@ -13,7 +13,7 @@ from styleid_guidance import StyleIDEncoder
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.evaluation import evaluate, read_pairs
 from styleid_guidance.metrics import verification_report
-from train.smoke_data import make_smoke_dataset
+from styleid_guidance.train.smoke_data import make_smoke_dataset
 
 REPORT_KEYS = {"auroc", "tpr@1e-2", "tpr@1e-3", "tpr@1e-4", "acc@0.3", "acc@0.4", "acc@0.5", "n"}
 PNG = b"\x89PNG\r\n\x1a\n"

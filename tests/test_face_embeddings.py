@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from pipelines.face_embeddings import (
+from styleid_guidance.pipelines.face_embeddings import (
     ALIGNED_SIZE,
     ArcFaceEmbedder,
     ONNXFaceEmbedder,

@@ -7,8 +7,8 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler, StableDiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
-from integrations.diffusers import IdentityGuidanceCallback, prepare_guidance_kwargs
-from pipelines.tiny import tiny_sd15_components, tiny_taesd
+from styleid_guidance.integrations.diffusers import IdentityGuidanceCallback, prepare_guidance_kwargs
+from styleid_guidance.pipelines.tiny import tiny_sd15_components, tiny_taesd
 from styleid_guidance import StyleIDEncoder, StyleIDLoss
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.faces import FaceRegion
@@ -223,7 +223,7 @@ def test_unsupported_scheduler_is_a_clear_error(loss):
 @pytest.mark.parametrize("scheduler", [DDIMScheduler, EulerDiscreteScheduler])
 def test_x0_in_a_running_pipeline_matches_pred_original_sample(loss, scheduler):
     """Inside a real CFG run, latents + noise_pred from the callback give the scheduler's own x0 to 1e-4."""
-    from integrations.diffusers import recover_x0
+    from styleid_guidance.integrations.diffusers import recover_x0
 
     p = _pipe(scheduler)
     IdentityGuidanceCallback(loss).attach(p)

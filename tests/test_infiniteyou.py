@@ -9,9 +9,9 @@ import torch
 from diffusers import FluxControlNetPipeline, FluxPipeline
 from PIL import Image
 
-from integrations.diffusers import IdentityGuidanceCallback
-from pipelines.infiniteyou import InfiniteYouPipeline, InfiniteYouStylizer, InfuseNet
-from pipelines.tiny_controlnet import tiny_flux_controlnet_components, tiny_infiniteyou_state_dict
+from styleid_guidance.integrations.diffusers import IdentityGuidanceCallback
+from styleid_guidance.pipelines.infiniteyou import InfiniteYouPipeline, InfiniteYouStylizer, InfuseNet
+from styleid_guidance.pipelines.tiny_controlnet import tiny_flux_controlnet_components, tiny_infiniteyou_state_dict
 from styleid_guidance.errors import NoFaceError, StyleIDError
 from styleid_guidance.identity import StyleIDLoss
 
@@ -122,7 +122,7 @@ def _save_official(tmp_path, components) -> None:
 
 
 def test_stylizer_loads_the_official_layout(tmp_path, monkeypatch, face):
-    from pipelines import face_embeddings
+    from styleid_guidance.pipelines import face_embeddings
 
     components = tiny_flux_controlnet_components()
     _save_official(tmp_path, components)
@@ -159,7 +159,7 @@ def test_missing_or_wrong_weights_are_clear_errors(tmp_path, pipe, monkeypatch):
     real_import = builtins.__import__
     monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
                         if name.startswith("optimum") else real_import(name, *a, **k))
-    from pipelines.infiniteyou import quantize_pipeline_8bit
+    from styleid_guidance.pipelines.infiniteyou import quantize_pipeline_8bit
 
     with pytest.raises(StyleIDError, match="pip install optimum-quanto"):
         quantize_pipeline_8bit(pipe)
@@ -167,7 +167,7 @@ def test_missing_or_wrong_weights_are_clear_errors(tmp_path, pipe, monkeypatch):
 
 def test_quantize_8bit_keeps_the_tiny_pipeline_close(face):
     pytest.importorskip("optimum.quanto")
-    from pipelines.infiniteyou import quantize_pipeline_8bit
+    from styleid_guidance.pipelines.infiniteyou import quantize_pipeline_8bit
 
     pipe = InfiniteYouPipeline(**tiny_flux_controlnet_components())
     pipe.load_image_proj(tiny_infiniteyou_state_dict())

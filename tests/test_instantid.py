@@ -9,8 +9,8 @@ import torch
 from diffusers import StableDiffusionXLControlNetPipeline
 from PIL import Image
 
-from integrations.diffusers import IdentityGuidanceCallback
-from pipelines.instantid import (
+from styleid_guidance.integrations.diffusers import IdentityGuidanceCallback
+from styleid_guidance.pipelines.instantid import (
     KPS_COLORS,
     IdentityNet,
     InstantIDAttnProcessor,
@@ -19,7 +19,7 @@ from pipelines.instantid import (
     draw_kps,
     kps_image,
 )
-from pipelines.tiny_controlnet import tiny_instantid_state_dict, tiny_sdxl_controlnet_components
+from styleid_guidance.pipelines.tiny_controlnet import tiny_instantid_state_dict, tiny_sdxl_controlnet_components
 from styleid_guidance.errors import NoFaceError, StyleIDError
 from styleid_guidance.identity import StyleIDLoss
 
@@ -191,7 +191,7 @@ def test_official_layout_loads_from_files(tmp_path, face):
 
 
 def test_stylizer_from_pretrained_local_folders(tmp_path, monkeypatch):
-    from pipelines import face_embeddings
+    from styleid_guidance.pipelines import face_embeddings
 
     components = tiny_sdxl_controlnet_components()
     torch.save(tiny_instantid_state_dict(components["unet"]), tmp_path / "ip-adapter.bin")
@@ -255,7 +255,7 @@ def _upstream_resampler(sd: dict, x: torch.Tensor, heads: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("heads,hidden", [(1, 64), (2, 128)])
 def test_resampler_loader_reproduces_the_upstream_resampler(heads, hidden):
-    from pipelines.resampler import build_resampler, diffusers_to_upstream, resampler_from_upstream, upstream_to_diffusers
+    from styleid_guidance.pipelines.resampler import build_resampler, diffusers_to_upstream, resampler_from_upstream, upstream_to_diffusers
 
     model = build_resampler(embed_dim=512, output_dim=48, num_queries=16, hidden_dim=hidden, depth=2, heads=heads)
     for p in model.parameters():  # non-trivial norms and biases

@@ -7,16 +7,16 @@ import torch
 from diffusers import StableDiffusionPipeline
 from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
 
-from integrations.diffusers import IdentityGuidanceCallback
-from pipelines.ip_adapter import (
+from styleid_guidance.integrations.diffusers import IdentityGuidanceCallback
+from styleid_guidance.pipelines.ip_adapter import (
     IPAdapterStylizer,
     face_id_embeds,
     ip_adapter_variant,
     load_ip_adapter,
     read_ip_adapter_weights,
 )
-from pipelines.presets import ip_adapter_preset
-from pipelines.tiny import tiny_ip_adapter_state_dict, tiny_sd15_components
+from styleid_guidance.pipelines.presets import ip_adapter_preset
+from styleid_guidance.pipelines.tiny import tiny_ip_adapter_state_dict, tiny_sd15_components
 from styleid_guidance import StyleIDEncoder, StyleIDLoss
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.faces import FaceRegion
@@ -154,8 +154,8 @@ def test_example_writes_an_annotated_grid(tmp_path):
 def test_sdxl_faceid_with_guidance(astronaut, loss):
     from diffusers import StableDiffusionXLPipeline
 
-    from pipelines.face_embeddings import TinyFaceEmbedder
-    from pipelines.tiny import tiny_sdxl_components
+    from styleid_guidance.pipelines.face_embeddings import TinyFaceEmbedder
+    from styleid_guidance.pipelines.tiny import tiny_sdxl_components
 
     pipe = StableDiffusionXLPipeline(**tiny_sdxl_components())
     assert load_ip_adapter(pipe, tiny_ip_adapter_state_dict(pipe.unet, "faceid")) == "faceid"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jojogan.align import align_face, center_crop, ffhq_quad
+from styleid_guidance.jojogan.align import align_face, center_crop, ffhq_quad
 from styleid_guidance.errors import NoFaceError, StyleIDError
 from styleid_guidance.faces import detect_faces
 

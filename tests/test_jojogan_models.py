@@ -11,8 +11,8 @@ import torch
 from scipy.signal import convolve2d
 from torch.nn import functional as F
 
-from jojogan.e4e import E4EInverter, Encoder4Editing
-from jojogan.stylegan2 import Discriminator, Generator, ModulatedConv2d, fused_leaky_relu, make_kernel, upfirdn2d
+from styleid_guidance.jojogan.e4e import E4EInverter, Encoder4Editing
+from styleid_guidance.jojogan.stylegan2 import Discriminator, Generator, ModulatedConv2d, fused_leaky_relu, make_kernel, upfirdn2d
 
 DATA = Path(__file__).parent / "data" / "jojogan"
 

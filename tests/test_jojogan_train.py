@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from jojogan import api as jj_api
-from jojogan import checkpoints
-from jojogan.api import JoJoGAN
-from jojogan.e4e import E4EInverter, Encoder4Editing
-from jojogan.stylegan2 import Discriminator, Generator
-from jojogan.train import jojogan_losses, main as train_main, mix_latents, sample_noise, swap_layers
-from jojogan.stylize import main as stylize_main
+from styleid_guidance.jojogan import api as jj_api
+from styleid_guidance.jojogan import checkpoints
+from styleid_guidance.jojogan.api import JoJoGAN
+from styleid_guidance.jojogan.e4e import E4EInverter, Encoder4Editing
+from styleid_guidance.jojogan.stylegan2 import Discriminator, Generator
+from styleid_guidance.jojogan.train import jojogan_losses, main as train_main, mix_latents, sample_noise, swap_layers
+from styleid_guidance.jojogan.stylize import main as stylize_main
 from styleid_guidance.errors import NoFaceError, StyleIDError
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from styleid_guidance import StyleIDEncoder
-from train.cli import main as train_main
-from train.smoke_data import make_smoke_dataset
+from styleid_guidance.train.cli import main as train_main
+from styleid_guidance.train.smoke_data import make_smoke_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,9 +12,9 @@ from PIL import Image
 
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.preprocess import clip_preprocess
-from train.data import IdentityDataset, TrainTransform, collate
-from train.smoke_data import main as smoke_main
-from train.smoke_data import make_smoke_dataset
+from styleid_guidance.train.data import IdentityDataset, TrainTransform, collate
+from styleid_guidance.train.smoke_data import main as smoke_main
+from styleid_guidance.train.smoke_data import make_smoke_dataset
 
 
 def _img(path, value=128, size=40):

@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 
 from styleid_guidance.losses import SupConLoss
 from styleid_guidance.metrics import mean_pairwise_cosine
-from train.guard import TrainingGuard, TrainingStopped
+from styleid_guidance.train.guard import TrainingGuard, TrainingStopped
 
 
 def test_mean_pairwise_cosine_is_one_when_collapsed_and_zero_for_orthogonal_rows():
@@ -59,7 +59,7 @@ def _free_port() -> int:
 def _gather_worker(rank: int, port: int, z_all: torch.Tensor, labels_all: torch.Tensor, out: dict) -> None:
     import torch.distributed as dist
 
-    from train.distributed import gather_for_contrast
+    from styleid_guidance.train.distributed import gather_for_contrast
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)

@@ -19,11 +19,11 @@ from safetensors.torch import load_file
 
 from styleid_guidance import StyleIDEncoder
 from styleid_guidance.errors import StyleIDError
-from train.checkpoint import list_checkpoints
-from train.cli import main as train_main
-from train.config import build_config, load_config_file
-from train.smoke_data import make_smoke_dataset
-from train.trainer import build_encoder, train
+from styleid_guidance.train.checkpoint import list_checkpoints
+from styleid_guidance.train.cli import main as train_main
+from styleid_guidance.train.config import build_config, load_config_file
+from styleid_guidance.train.smoke_data import make_smoke_dataset
+from styleid_guidance.train.trainer import build_encoder, train
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--backbone", "test-tiny", "--ids-per-batch", "4", "--images-per-id", "2", "--lora-alpha", "16",
@@ -100,7 +100,7 @@ def test_short_training_raises_heldout_auroc(tmp_path, smoke):
 
 
 def test_sigkill_and_resume_ends_with_the_same_weights(tmp_path, smoke):
-    args = ["-m", "train", "--data", str(smoke["train"]), "--max-steps", "30", "--save-every", "3", "--keep-last", "2", *TINY]
+    args = ["-m", "styleid_guidance.train", "--data", str(smoke["train"]), "--max-steps", "30", "--save-every", "3", "--keep-last", "2", *TINY]
     ref_out, out = tmp_path / "uninterrupted", tmp_path / "killed"
     subprocess.run([sys.executable, *args, "--output", str(ref_out)], env=_env(), check=True, capture_output=True, timeout=300)
 
@@ -155,7 +155,7 @@ def test_two_process_cpu_run(tmp_path, smoke):
     accelerate = Path(sys.executable).with_name("accelerate")
     cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
            "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-           "-m", "train", "--data", str(smoke["train"]), "--output", str(out), "--max-steps", "4", "--save-every", "4", *TINY]
+           "-m", "styleid_guidance.train", "--data", str(smoke["train"]), "--output", str(out), "--max-steps", "4", "--save-every", "4", *TINY]
     run = subprocess.run(cmd, env={**_env(), "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stderr.count("wrote the trained encoder") == 1

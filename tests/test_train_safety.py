@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from train.checkpoint import list_checkpoints
-from train.cli import main as train_main
-from train.smoke_data import make_smoke_dataset
+from styleid_guidance.train.checkpoint import list_checkpoints
+from styleid_guidance.train.cli import main as train_main
+from styleid_guidance.train.smoke_data import make_smoke_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--backbone", "test-tiny", "--ids-per-batch", "4", "--images-per-id", "2", "--lora-alpha", "16",
@@ -92,7 +92,7 @@ def test_collapse_guard_stops_the_run(tmp_path, smoke, capsys):
 
 
 def test_ctrl_c_checkpoints_and_the_rerun_resumes_to_the_same_weights(tmp_path, smoke):
-    args = ["-m", "train", "--data", str(smoke["train"]), "--max-steps", "40", "--save-every", "100", *TINY]
+    args = ["-m", "styleid_guidance.train", "--data", str(smoke["train"]), "--max-steps", "40", "--save-every", "100", *TINY]
     ref, out = tmp_path / "uninterrupted", tmp_path / "interrupted"
     subprocess.run([sys.executable, *args, "--output", str(ref)], env=_env(), check=True, capture_output=True, timeout=300)
     proc = subprocess.Popen([sys.executable, *args, "--output", str(out)], env=_env(), stdout=subprocess.DEVNULL,

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from styleid_guidance.errors import StyleIDError
-from train.sampler import IdentityBalancedBatchSampler
+from styleid_guidance.train.sampler import IdentityBalancedBatchSampler
 
 
 def _labels(n_ids: int, per_id: int | list[int]) -> list[int]:

@@ -1,4 +1,4 @@
-"""`styleid-demo`: the Gradio side-by-side demo (also `python -m examples.demo`).
+"""`styleid-demo`: the Gradio side-by-side demo (also `python -m styleid_guidance.demo`).
 
     styleid-demo                    # real models when they can be had, else the offline tiny profile
     styleid-demo --profile tiny     # built-in tiny random models: the whole UI offline, outputs not meaningful

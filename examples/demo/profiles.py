@@ -46,9 +46,9 @@ IDENTITY_LABELS = {"styleid": "StyleID", "arcface": "ArcFace", "clip": "CLIP"}
 FRAMEWORKS = ("ip_adapter", "instantid", "infiniteyou")
 FRAMEWORK_LABELS = {"ip_adapter": "IP-Adapter", "instantid": "InstantID", "infiniteyou": "InfiniteYou"}
 _STYLIZERS = {
-    "ip_adapter": ("pipelines.ip_adapter", "IPAdapterStylizer"),
-    "instantid": ("pipelines.instantid", "InstantIDStylizer"),
-    "infiniteyou": ("pipelines.infiniteyou", "InfiniteYouStylizer"),
+    "ip_adapter": ("styleid_guidance.pipelines.ip_adapter", "IPAdapterStylizer"),
+    "instantid": ("styleid_guidance.pipelines.instantid", "InstantIDStylizer"),
+    "infiniteyou": ("styleid_guidance.pipelines.infiniteyou", "InfiniteYouStylizer"),
 }
 # Each real profile adds the next, heavier base model.
 PROFILE_FRAMEWORKS = {"tiny": FRAMEWORKS, "sd15": ("ip_adapter",), "sdxl": ("ip_adapter", "instantid"), "flux": FRAMEWORKS}
@@ -348,9 +348,9 @@ class Models:
 
     def _build_jojogan(self):
         try:
-            from jojogan.api import JoJoGAN
+            from styleid_guidance.jojogan.api import JoJoGAN
         except Exception as err:
-            raise StyleIDError(f"cannot import jojogan.api.JoJoGAN ({type(err).__name__}: {_first_line(err)})") from None
+            raise StyleIDError(f"cannot import styleid_guidance.jojogan.api.JoJoGAN ({type(err).__name__}: {_first_line(err)})") from None
         if self.tiny:
             return JoJoGAN.tiny(device=self.device)
         for key in ("jojogan.stylegan_ckpt", "jojogan.e4e_ckpt"):

@@ -32,13 +32,13 @@ def _no_progress(*args, **kwargs) -> None:
 
 
 def style_choices() -> list[tuple[str, str]]:
-    from pipelines.presets import STYLE_PROMPTS
+    from styleid_guidance.pipelines.presets import STYLE_PROMPTS
 
     return [(f"{key}: {prompt}", key) for key, prompt in STYLE_PROMPTS.items()] + [("custom (type your own prompt)", CUSTOM)]
 
 
 def resolve_prompt(style: str | None, custom_prompt: str | None) -> str:
-    from pipelines.presets import STYLE_PROMPTS
+    from styleid_guidance.pipelines.presets import STYLE_PROMPTS
 
     custom_prompt = (custom_prompt or "").strip()
     if style == CUSTOM or not style:
@@ -51,7 +51,7 @@ def resolve_prompt(style: str | None, custom_prompt: str | None) -> str:
 
 
 def check_level(level) -> int:
-    from pipelines.presets import STRENGTH_LEVELS
+    from styleid_guidance.pipelines.presets import STRENGTH_LEVELS
 
     if level is None or float(level) != int(float(level)) or int(float(level)) not in STRENGTH_LEVELS:
         raise StyleIDError(f"strength level must be a whole number from 1 to 7, got {level!r}")
@@ -83,7 +83,7 @@ def run_stylize(models: Models, face_path: str | os.PathLike | None, style: str 
     callbacks = {}
     for loss_name, label in GUIDANCE_ROWS[1:]:
         try:
-            from integrations.diffusers import IdentityGuidanceCallback
+            from styleid_guidance.integrations.diffusers import IdentityGuidanceCallback
 
             progress(0.02, desc=f"loading {label.split('-')[0]} for guidance")
             loss = models.identity_loss(loss_name, reference=face)
