@@ -1,7 +1,7 @@
 """JoJoGAN one-shot face stylization with a pluggable identity loss (StyleID, ArcFace or none).
 
 Models load the public checkpoints unchanged: rosinality StyleGAN2 (`stylegan2-ffhq-config-f.pt`),
-JoJoGAN style checkpoints and e4e (`e4e_ffhq_encode.pt`). See `jojogan.api.JoJoGAN`.
+JoJoGAN style checkpoints and e4e (`e4e_ffhq_encode.pt`). See `styleid_guidance.jojogan.JoJoGAN`.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ _EXPORTS = {
     "Discriminator": "stylegan2",
     "Encoder4Editing": "e4e",
     "E4EInverter": "e4e",
-    "FinetuneConfig": "train",
-    "finetune": "train",
+    "FinetuneConfig": "finetune",
+    "finetune": "finetune",
     "align_face": "align",
 }
 
@@ -31,4 +31,4 @@ if TYPE_CHECKING:
     from .api import JoJoGAN
     from .e4e import E4EInverter, Encoder4Editing
     from .stylegan2 import Discriminator, Generator
-    from .train import FinetuneConfig, finetune
+    from .finetune import FinetuneConfig, finetune

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from styleid_guidance.errors import StyleIDError
+from styleid_guidance.errors import NoFaceError, StyleIDError
 from styleid_guidance.faces import largest_face
 from styleid_guidance.images import ImageInput, load_image
 
@@ -84,8 +84,12 @@ def align_face(image: ImageInput, output_size: int = 1024, detector: str = "reti
     img = load_image(image)
     if landmarks is None:
         label = name or (str(image) if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__") else "image")
-        landmarks = largest_face(img, detector, model_rootpath, label, hint="use a clearer frontal face, another --detector, "
-                                 "or --no_align (align=False) to use the image centre-cropped as is").landmarks
+        try:
+            landmarks = largest_face(img, detector, model_rootpath, label).landmarks
+        except NoFaceError:
+            fix = "use a clearer frontal face, another {}, or {} to use the image centre-cropped as is"
+            raise NoFaceError(f"{label}: no face found; " + fix.format("detector", "align=False"),
+                              cli=f"{label}: no face found; " + fix.format("--detector", "--no-align")) from None
     quad, qsize = ffhq_quad(landmarks)
     return warp_quad(img, quad, qsize, output_size)
 

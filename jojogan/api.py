@@ -23,7 +23,7 @@ from . import checkpoints
 from .align import align_face, center_crop
 from .e4e import E4EInverter, Encoder4Editing
 from .stylegan2 import Discriminator, Generator
-from .train import ID_LOSSES, FinetuneConfig, Progress, finetune
+from .finetune import ID_LOSSES, FinetuneConfig, Progress, finetune
 
 
 def _default_device() -> torch.device:

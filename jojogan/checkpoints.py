@@ -29,23 +29,23 @@ from .stylegan2 import Discriminator, Generator
 STYLE_FORMAT = "jojogan-style-v1"
 
 
-def load_checkpoint(path: str | os.PathLike, what: str, flag: str) -> dict[str, Any]:
-    """`torch.load(weights_only=True)` on CPU; StyleIDError naming the file and the flag to fix."""
+def load_checkpoint(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """`torch.load(weights_only=True)` on CPU; a StyleIDError naming the file and what is wrong with it."""
     path = Path(path)
     if not path.is_file():
-        raise StyleIDError(f"{path}: {what} checkpoint not found; download it or pass its path with {flag}")
+        raise StyleIDError(f"{path}: {what} checkpoint not found; download it or give its path")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StyleIDError(f"{path}: not a loadable {what} checkpoint ({first[:160]}); check {flag}") from None
+        raise StyleIDError(f"{path}: not a loadable {what} checkpoint ({first[:160]})") from None
     if not isinstance(ckpt, dict):
-        raise StyleIDError(f"{path}: expected a dict checkpoint for the {what}, got {type(ckpt).__name__}; check {flag}")
+        raise StyleIDError(f"{path}: expected a dict checkpoint for the {what}, got {type(ckpt).__name__}")
     return ckpt
 
 
-def load_state(module: nn.Module, state: Mapping[str, torch.Tensor], path: str | os.PathLike, what: str, flag: str) -> None:
+def load_state(module: nn.Module, state: Mapping[str, torch.Tensor], path: str | os.PathLike, what: str) -> None:
     """`load_state_dict(strict=True)`, turning key/shape mismatches into one clear line."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
@@ -60,48 +60,47 @@ def load_state(module: nn.Module, state: Mapping[str, torch.Tensor], path: str |
             parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
-        raise StyleIDError(f"{path}: does not fit the {what} ({'; '.join(parts)}); wrong file or wrong --size? check {flag}")
+        raise StyleIDError(f"{path}: does not fit the {what} ({'; '.join(parts)}); wrong file, or a checkpoint for another resolution?")
     module.load_state_dict(state, strict=True)
 
 
-def _pick(ckpt: Mapping[str, Any], keys: tuple[str, ...], path: str | os.PathLike, what: str, flag: str) -> Mapping[str, torch.Tensor]:
+def _pick(ckpt: Mapping[str, Any], keys: tuple[str, ...], path: str | os.PathLike, what: str) -> Mapping[str, torch.Tensor]:
     for key in keys:
         if isinstance(ckpt.get(key), Mapping):
             return ckpt[key]
     found = ", ".join(sorted(map(str, ckpt))[:8]) or "nothing"
-    raise StyleIDError(f"{path}: no {' / '.join(repr(k) for k in keys)} entry for the {what} (found: {found}); check {flag}")
+    raise StyleIDError(f"{path}: no {' / '.join(repr(k) for k in keys)} entry for the {what} (found: {found})")
 
 
 def load_stylegan(path: str | os.PathLike, size: int = 1024, style_dim: int = 512, n_mlp: int = 8,
-                  channel_multiplier: int = 2, channel_max: int = 512, with_discriminator: bool = True,
-                  flag: str = "--stylegan_ckpt") -> tuple[Generator, Discriminator | None]:
+                  channel_multiplier: int = 2, channel_max: int = 512, with_discriminator: bool = True) -> tuple[Generator, Discriminator | None]:
     """The pretrained generator (`g_ema`, or `g`) and discriminator (`d`) from a rosinality checkpoint."""
-    ckpt = load_checkpoint(path, "StyleGAN2", flag)
+    ckpt = load_checkpoint(path, "StyleGAN2")
     generator = Generator(size, style_dim, n_mlp, channel_multiplier, channel_max=channel_max)
-    load_state(generator, _pick(ckpt, ("g_ema", "g"), path, "StyleGAN2 generator", flag), path, f"{size}-px StyleGAN2 generator", flag)
+    load_state(generator, _pick(ckpt, ("g_ema", "g"), path, "StyleGAN2 generator"), path, f"{size}-px StyleGAN2 generator")
     discriminator = None
     if with_discriminator:
         discriminator = Discriminator(size, channel_multiplier, channel_max=channel_max)
-        load_state(discriminator, _pick(ckpt, ("d",), path, "StyleGAN2 discriminator", flag), path, f"{size}-px StyleGAN2 discriminator", flag)
+        load_state(discriminator, _pick(ckpt, ("d",), path, "StyleGAN2 discriminator"), path, f"{size}-px StyleGAN2 discriminator")
     return generator, discriminator
 
 
-def load_e4e(path: str | os.PathLike, stylegan_size: int = 1024, flag: str = "--e4e_ckpt", **encoder_kwargs: Any) -> E4EInverter:
+def load_e4e(path: str | os.PathLike, stylegan_size: int = 1024, **encoder_kwargs: Any) -> E4EInverter:
     """The e4e encoder and its `latent_avg` from `e4e_ffhq_encode.pt` (encoder_kwargs: small test variants)."""
-    ckpt = load_checkpoint(path, "e4e", flag)
-    state = _pick(ckpt, ("state_dict",), path, "e4e encoder", flag)
+    ckpt = load_checkpoint(path, "e4e")
+    state = _pick(ckpt, ("state_dict",), path, "e4e encoder")
     encoder_state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
     if not encoder_state:
-        raise StyleIDError(f"{path}: has no 'encoder.*' weights; is it an e4e checkpoint? check {flag}")
+        raise StyleIDError(f"{path}: has no 'encoder.*' weights; is it an e4e checkpoint?")
     opts = ckpt.get("opts") if isinstance(ckpt.get("opts"), Mapping) else {}
     if opts.get("encoder_type", "Encoder4Editing") != "Encoder4Editing":
-        raise StyleIDError(f"{path}: encoder_type is {opts['encoder_type']!r}, not Encoder4Editing; check {flag}")
+        raise StyleIDError(f"{path}: encoder_type is {opts['encoder_type']!r}, not Encoder4Editing")
     stylegan_size = int(opts.get("stylegan_size", stylegan_size))
     encoder = Encoder4Editing(50, "ir_se", stylegan_size=stylegan_size, **encoder_kwargs)
-    load_state(encoder, encoder_state, path, "e4e encoder (Encoder4Editing(50, 'ir_se'))", flag)
+    load_state(encoder, encoder_state, path, "e4e encoder (Encoder4Editing(50, 'ir_se'))")
     latent_avg = ckpt.get("latent_avg")
     if not isinstance(latent_avg, torch.Tensor):
-        raise StyleIDError(f"{path}: no 'latent_avg' tensor; is it an e4e checkpoint? check {flag}")
+        raise StyleIDError(f"{path}: no 'latent_avg' tensor; is it an e4e checkpoint?")
     return E4EInverter(encoder.eval(), latent_avg)
 
 
@@ -114,14 +113,14 @@ def save_style(generator: Generator, path: str | os.PathLike, **settings: Any) -
     return Path(path)
 
 
-def load_style(path: str | os.PathLike, size: int | None = None, flag: str = "--style_ckpt") -> Generator:
+def load_style(path: str | os.PathLike, size: int | None = None) -> Generator:
     """A fine-tuned generator from a JoJoGAN style checkpoint (ours, or upstream's 1024-px ones)."""
-    ckpt = load_checkpoint(path, "JoJoGAN style", flag)
-    state = _pick(ckpt, ("g", "g_ema"), path, "JoJoGAN style generator", flag)
+    ckpt = load_checkpoint(path, "JoJoGAN style")
+    state = _pick(ckpt, ("g", "g_ema"), path, "JoJoGAN style generator")
     meta = ckpt.get("jojogan") if isinstance(ckpt.get("jojogan"), Mapping) else {}
     cfg = dict(meta.get("generator") or {"size": size or 1024, "style_dim": 512, "n_mlp": 8, "channel_multiplier": 2, "channel_max": 512})
     if size is not None and size != cfg["size"]:
-        raise StyleIDError(f"{path}: is a {cfg['size']}-px style checkpoint, but size {size} was asked for; drop --size or use a matching file")
+        raise StyleIDError(f"{path}: is a {cfg['size']}-px style checkpoint, but size {size} was asked for; use a matching file")
     generator = Generator(cfg["size"], cfg["style_dim"], cfg["n_mlp"], cfg["channel_multiplier"], channel_max=cfg["channel_max"])
-    load_state(generator, state, path, f"{cfg['size']}-px StyleGAN2 generator", flag)
+    load_state(generator, state, path, f"{cfg['size']}-px StyleGAN2 generator")
     return generator.eval()

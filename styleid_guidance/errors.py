@@ -6,7 +6,17 @@ from typing import Callable, Sequence
 
 
 class StyleIDError(ValueError):
-    """A mistake the user can fix (bad path, bad image, missing weights, bad flag)."""
+    """A mistake the user can fix (bad path, bad image, missing weights, bad value).
+
+    The message speaks to a Python caller (argument names, no command-line flags). Where the fix is a
+    flag, `cli` holds the same message in command-line terms; the CLI prints that one instead."""
+
+    def __init__(self, message: str = "", *, cli: str | None = None) -> None:
+        super().__init__(message)
+        self.cli = cli
+
+    def for_cli(self) -> str:
+        return self.cli or str(self)
 
 
 class NoFaceError(StyleIDError):
@@ -23,7 +33,8 @@ def run_cli(main_fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] 
     try:
         return int(main_fn(argv) or 0)
     except (StyleIDError, FileNotFoundError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        text = err.for_cli() if isinstance(err, StyleIDError) else str(err)
+        message = text.strip().splitlines()[0] if text.strip() else type(err).__name__
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

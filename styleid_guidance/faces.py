@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from .errors import NoFaceError, StyleIDError
 from .images import ImageInput, load_image
+from .options import DETECTORS  # noqa: F401  (re-exported)
 
-DETECTORS = ("retinaface", "mtcnn")
 
 # insightface's ArcFace template for 112x112 crops: eyes, nose tip, mouth corners.
 ARCFACE_TEMPLATE = np.array(
@@ -116,12 +116,16 @@ def largest_face(
     detector: str = "retinaface",
     model_rootpath: str | None = None,
     name: str = "image",
-    hint: str = "use --crop center (or a clearer, larger face)",
+    hint: str | None = None,
 ) -> Face:
-    """The largest face, or a NoFaceError naming the image and what the caller can do instead."""
+    """The largest face, or a NoFaceError naming the image and what the caller can do instead
+    (default: the centre crop, which needs no face)."""
     faces = detect_faces(image, detector=detector, model_rootpath=model_rootpath)
     if not faces:
-        raise NoFaceError(f"{name}: no face found; {hint}")
+        if hint is not None:
+            raise NoFaceError(f"{name}: no face found; {hint}")
+        raise NoFaceError(f"{name}: no face found; use crop='center' (or a clearer, larger face)",
+                          cli=f"{name}: no face found; use --crop center (or a clearer, larger face)")
     return faces[0]
 
 

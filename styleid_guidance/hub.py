@@ -15,17 +15,20 @@ def resolve_model_dir(
     id_or_dir: str | os.PathLike,
     kind: str = "model",
     allow_patterns: tuple[str, ...] = DEFAULT_PATTERNS,
-    flag: str = "--model",
+    flag: str | None = None,
 ) -> Path:
-    """Return a local folder for `id_or_dir`: the folder itself, or a Hub snapshot (downloaded on first use)."""
+    """Return a local folder for `id_or_dir`: the folder itself, or a Hub snapshot (downloaded on first use).
+
+    Errors speak to a Python caller; `flag` (the command-line option the value came from, if any)
+    gives them a command-line phrasing too (`StyleIDError.cli`)."""
     path = Path(id_or_dir).expanduser()
     if path.is_dir():
         return path
     if path.exists():
-        raise StyleIDError(f"{path}: is a file; {flag} expects a model folder or a Hugging Face Hub id")
+        raise _error(f"{path}: is a file; expected a model folder or a Hugging Face Hub id", flag)
     text = str(id_or_dir)
     if not _HUB_ID.match(text) or text.startswith((".", "/", "~")):
-        raise StyleIDError(f"{text}: no such folder (and not a Hugging Face Hub id); check the path given to {flag}")
+        raise _error(f"{text}: no such folder (and not a Hugging Face Hub id); check the path", flag)
     try:
         from huggingface_hub import snapshot_download
 
@@ -33,7 +36,9 @@ def resolve_model_dir(
     except Exception as err:  # offline, missing repo, gated, network: all end the same way for the user
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
         why = "offline mode is on and they are not in the local cache" if offline else f"{type(err).__name__}"
-        raise StyleIDError(
-            f"the {kind} weights {text!r} are not available ({why}); download them where there is internet "
-            f"(`hf download {text}`) or pass {flag} /path/to/a/local/copy"
-        ) from None
+        raise _error(f"the {kind} weights {text!r} are not available ({why}); download them where there is internet "
+                     f"(`hf download {text}`) or give the path of a local copy", flag) from None
+
+
+def _error(message: str, flag: str | None) -> StyleIDError:
+    return StyleIDError(message, cli=f"{flag}: {message}" if flag else None)

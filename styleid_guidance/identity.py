@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from .errors import StyleIDError
 from .faces import FaceRegion
 from .images import ImageInput, load_image, to_tensor
+from .options import IDENTITY_LOSSES  # noqa: F401  (re-exported)
 from .preprocess import CROPS
 
-IDENTITY_LOSSES = ("styleid", "arcface", "clip", "none")
 
 
 def default_device() -> torch.device:

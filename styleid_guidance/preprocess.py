@@ -10,8 +10,9 @@ from typing import Literal, Sequence
 import torch
 import torch.nn.functional as F
 
+from .options import CROPS, DEFAULT_CROP  # noqa: F401  (re-exported)
+
 Crop = Literal["center", "none", "face"]
-CROPS: tuple[str, ...] = ("face", "center", "none")
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -49,23 +49,23 @@ def test_verify_prints_similarity_and_verdict(tiny_model_dir, faces, capsys):
 
 def test_embed_writes_npy_and_safetensors(tiny_model_dir, faces, tmp_path, capsys):
     npy = tmp_path / "emb.npy"
-    code, out, _ = _run(["embed", "--model", str(tiny_model_dir), "--crop", "center", str(faces), "--out", str(npy)], capsys)
+    code, out, _ = _run(["embed", "--model", str(tiny_model_dir), "--crop", "center", str(faces), "--output", str(npy)], capsys)
     assert code == 0 and "3 embeddings" in out
     emb = np.load(npy)
     names = npy.with_suffix(".files.txt").read_text().split()
     assert emb.shape == (3, 32) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     assert names == ["astronaut.png", "camera.png", "sub/astronaut_gray.jpg"]
     st = tmp_path / "emb.safetensors"
-    assert _run(["embed", "--model", str(tiny_model_dir), "--crop", "center", str(faces), "--out", str(st)], capsys)[0] == 0
+    assert _run(["embed", "--model", str(tiny_model_dir), "--crop", "center", str(faces), "--output", str(st)], capsys)[0] == 0
     np.testing.assert_allclose(load_file(str(st))["embeddings"].numpy(), emb, atol=1e-6)
 
 
 def test_embed_stops_on_a_corrupt_file_unless_told_to_skip(tiny_model_dir, faces, tmp_path, capsys):
     (faces / "broken.png").write_bytes(b"not an image")
     out_file = tmp_path / "e.npy"
-    code, _, err = _run(["embed", "--model", str(tiny_model_dir), "--crop", "center", str(faces), "--out", str(out_file)], capsys)
+    code, _, err = _run(["embed", "--model", str(tiny_model_dir), "--crop", "center", str(faces), "--output", str(out_file)], capsys)
     assert code == 2 and "broken.png" in err and not out_file.exists()
-    code, out, err = _run(["embed", "--model", str(tiny_model_dir), "--crop", "center", "--skip-bad", str(faces), "--out", str(out_file)], capsys)
+    code, out, err = _run(["embed", "--model", str(tiny_model_dir), "--crop", "center", "--skip-bad", str(faces), "--output", str(out_file)], capsys)
     assert code == 0 and np.load(out_file).shape == (3, 32) and "skipped 1" in err
 
 
@@ -76,8 +76,8 @@ def test_embed_stops_on_a_corrupt_file_unless_told_to_skip(tiny_model_dir, faces
         (["verify", "--model", "{tmp}/no-model-here", "{faces}/astronaut.png", "{faces}/camera.png"], "no such folder"),
         (["verify", "--model", "{model}", "--crop", "face", "--detector", "mtcnn", "{faces}/blank.png", "{faces}/camera.png"], "no face found; use --crop center"),
         (["verify", "--model", "{model}", "--device", "gpu9", "{faces}/astronaut.png", "{faces}/camera.png"], "--device"),
-        (["embed", "--model", "{model}", "{faces}", "--out", "{tmp}/x.csv"], "use a .npy or .safetensors"),
-        (["verify", "--model", "kwanY/styleid", "{faces}/astronaut.png", "{faces}/camera.png"], "pass --model /path"),
+        (["embed", "--model", "{model}", "{faces}", "--output", "{tmp}/x.csv"], "use a .npy or .safetensors"),
+        (["verify", "--model", "kwanY/styleid", "{faces}/astronaut.png", "{faces}/camera.png"], "--model kwanY/styleid: the StyleID encoder weights 'kwanY/styleid' are not available"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(args, message, tiny_model_dir, faces, tmp_path, capsys):
@@ -87,7 +87,7 @@ def test_user_mistakes_are_one_line_errors(args, message, tiny_model_dir, faces,
     argv = [a.format(model=tiny_model_dir, faces=faces, tmp=tmp_path) for a in args]
     code, _, err = _run(argv, capsys)
     assert code == 2
-    assert err.startswith("styleid: error: ") and message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"styleid {argv[0]}: error: ") and message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_checkpoint_with_missing_or_unexpected_keys(tiny_model_dir, faces, capsys):

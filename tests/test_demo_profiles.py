@@ -6,9 +6,12 @@ import urllib.request
 
 import pytest
 
-from styleid_guidance.demo import build_parser, is_loopback, main
-from styleid_guidance.demo import profiles
-from styleid_guidance.demo.profiles import Models, hub_reachable, parse_weight_overrides, resolve_profile
+from styleid_guidance.cli import build_parser as styleid_parser
+from styleid_guidance.cli import run
+from styleid_guidance.demo import weights
+from styleid_guidance.demo.cli import is_loopback
+from styleid_guidance.demo.profiles import Models
+from styleid_guidance.demo.weights import hub_reachable, parse_weight_overrides, resolve_profile
 from styleid_guidance.errors import StyleIDError
 
 
@@ -17,9 +20,9 @@ def empty_hub_cache(tmp_path, monkeypatch):
     import huggingface_hub.constants as hf_constants
 
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    profiles._hub_state.clear()
+    weights._hub_state.clear()
     yield tmp_path / "hub"
-    profiles._hub_state.clear()
+    weights._hub_state.clear()
 
 
 def test_auto_falls_back_to_tiny_offline_and_says_why(empty_hub_cache):
@@ -70,7 +73,7 @@ def test_real_profile_shows_unavailable_parts_with_reasons(empty_hub_cache, tmp_
     assert "not in the local Hugging Face cache" in status["IP-Adapter"]
     assert "not part of the sd15 profile" in status["InstantID"] and "--profile sdxl" in status["InstantID"]
     assert "--profile flux" in status["InfiniteYou"]
-    assert str(missing) in status["JoJoGAN"] and "--model jojogan.stylegan_ckpt=PATH" in status["JoJoGAN"]
+    assert str(missing) in status["JoJoGAN"] and "--weights jojogan.stylegan_ckpt=PATH" in status["JoJoGAN"]
     # using an unavailable part is a one-line StyleIDError, remembered (no second load attempt)
     with pytest.raises(StyleIDError, match="InstantID is unavailable: not part of the sd15 profile"):
         models.stylizer("instantid")
@@ -82,7 +85,7 @@ def test_real_profile_shows_unavailable_parts_with_reasons(empty_hub_cache, tmp_
 
 
 def test_a_framework_that_does_not_import_is_unavailable_not_fatal(monkeypatch):
-    monkeypatch.setitem(profiles._STYLIZERS, "instantid", ("styleid_guidance.pipelines.no_such_module", "InstantIDStylizer"))
+    monkeypatch.setitem(weights._STYLIZERS, "instantid", ("styleid_guidance.pipelines.no_such_module", "InstantIDStylizer"))
     models = Models("tiny", device="cpu")
     status = {a.label: a.reason for a in models.availability()}
     assert "cannot import styleid_guidance.pipelines.no_such_module" in status["InstantID"]
@@ -94,30 +97,31 @@ def test_a_framework_that_does_not_import_is_unavailable_not_fatal(monkeypatch):
 def test_weight_overrides():
     assert parse_weight_overrides(["styleid=/m/s", "instantid.base_model = x/y"]) == {"styleid": "/m/s", "instantid.base_model": "x/y"}
     for bad in (["styleid"], ["=x"], ["styleid="], ["vae=x"]):
-        with pytest.raises(StyleIDError, match="--model"):
+        with pytest.raises(StyleIDError, match="expected KEY=VALUE|unknown key"):
             parse_weight_overrides(bad)
     models = Models("flux", device="cpu", weights={"infiniteyou.cpu_offload": "true", "infiniteyou.model_version": "sim_stage1"})
     assert models._framework_kwargs("infiniteyou") == {"cpu_offload": True, "model_version": "sim_stage1"}
 
 
 def test_cli_serving_defaults():
-    args = build_parser().parse_args([])
+    args = styleid_parser().parse_args(["demo"])
     assert (args.host, args.share, args.profile, args.concurrency) == ("127.0.0.1", False, "auto", 1)
     assert args.queue_size >= 1 and args.max_upload_mb == 10 and args.max_side == 4096
-    assert build_parser().parse_args(["--share"]).share
+    assert styleid_parser().parse_args(["demo", "--share"]).share
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--port", "70000"], "--port must be from 1 to 65535"),
-    (["--concurrency", "0"], "--concurrency must be >= 1"),
-    (["--model", "nonsense"], "--model 'nonsense': expected KEY=VALUE"),
+    (["--concurrency", "0"], "--concurrency must be ≥ 1"),
+    (["--weights", "nonsense"], "--weights: 'nonsense': expected KEY=VALUE"),
+    (["--weights", "styleid=/x"], "use --model for the styleid weights"),
 ])
 def test_cli_user_mistakes_are_one_line(argv, message, capsys):
-    assert main(argv) == 2
+    assert run(["demo", *argv]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("styleid-demo: error: ") and message in err and "Traceback" not in err
+    assert err.startswith("styleid demo: error: ") and message in err and "Traceback" not in err
 
 
 def test_cli_launches_tiny_on_localhost_with_queue_and_limits(monkeypatch, empty_hub_cache):
@@ -125,7 +129,7 @@ def test_cli_launches_tiny_on_localhost_with_queue_and_limits(monkeypatch, empty
 
     seen = {}
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: seen.update(launch=kw, blocks=self))
-    assert main(["--port", "7999", "--max-upload-mb", "5", "--concurrency", "2"]) == 0  # auto → tiny (offline)
+    assert run(["demo", "--port", "7999", "--max-upload-mb", "5", "--concurrency", "2"]) == 0  # auto → tiny (offline)
     launch = seen["launch"]
     assert launch["server_name"] == "127.0.0.1" and launch["server_port"] == 7999 and launch["share"] is False
     assert launch["max_file_size"] == "5mb"

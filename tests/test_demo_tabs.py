@@ -11,7 +11,8 @@ from PIL import Image
 
 from styleid_guidance.demo import jojo, stylize, verify
 from styleid_guidance.demo.limits import Limits
-from styleid_guidance.demo.profiles import FRAMEWORKS, Models
+from styleid_guidance.demo.profiles import Models
+from styleid_guidance.demo.weights import FRAMEWORKS
 from styleid_guidance.demo.scoring import THRESHOLDS
 from styleid_guidance.errors import NoFaceError, StyleIDError
 
@@ -92,7 +93,7 @@ class FakeStylizer:
 
 
 def test_stylize_grid_same_seed_guidance_per_row_and_unavailable_column(models, monkeypatch):
-    from styleid_guidance.integrations.diffusers import IdentityGuidanceCallback
+    from styleid_guidance.integrations import IdentityGuidanceCallback
     from styleid_guidance.pipelines.presets import STYLE_PROMPTS
 
     fakes = {"ip_adapter": FakeStylizer(), "infiniteyou": FakeStylizer()}
@@ -115,7 +116,7 @@ def test_stylize_grid_same_seed_guidance_per_row_and_unavailable_column(models, 
         assert unguided is None
         assert isinstance(arcface, IdentityGuidanceCallback) and arcface.identity_loss.name == "arcface"
         assert isinstance(styleid, IdentityGuidanceCallback) and styleid.identity_loss.name == "styleid"
-        assert styleid.scale == pytest.approx(0.2) and styleid.identity_loss.has_reference
+        assert styleid.config.scale == pytest.approx(0.2) and styleid.identity_loss.has_reference
     assert [(r[0], r[1]) for r in res.rows] == [(fw, row) for fw in ("IP-Adapter", "InfiniteYou")
                                                 for row in ("unguided", "ArcFace-guided", "StyleID-guided")]
     assert all(-1 <= v <= 1 for r in res.rows for v in r[2:])

@@ -11,9 +11,9 @@ import torch
 
 from styleid_guidance import StyleIDEncoder
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.evaluation import evaluate, read_pairs
+from styleid_guidance.eval import evaluate, read_pairs
 from styleid_guidance.metrics import verification_report
-from styleid_guidance.train.smoke_data import make_smoke_dataset
+from styleid_guidance.tiny.smoke_data import make_smoke_dataset
 
 REPORT_KEYS = {"auroc", "tpr@1e-2", "tpr@1e-3", "tpr@1e-4", "acc@0.3", "acc@0.4", "acc@0.5", "n"}
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -111,8 +111,8 @@ def test_cli_eval_and_errors(tmp_path, setup, capsys):
     paths, model_dir = setup
     out = tmp_path / "cli"
     with pytest.raises(SystemExit) as done:
-        main(["eval", "--model", str(model_dir), "--pairs", str(paths["small"]), "--out", str(out),
-              "--baseline", "clip=test-tiny", "--quiet", "--device", "cpu"])
+        main(["eval", "--model", str(model_dir), "--pairs", str(paths["small"]), "--output", str(out),
+              "--baseline", "clip=test-tiny", "--no-progress", "--device", "cpu", "--crop", "center"])
     assert done.value.code == 0
     printed = capsys.readouterr().out
     assert "| Model | Cross-ID" in printed and (out / "metrics.json").is_file()
@@ -120,12 +120,12 @@ def test_cli_eval_and_errors(tmp_path, setup, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("source,stylised,label\na.png,b.png,1\n")
     with pytest.raises(SystemExit) as done:
-        main(["eval", "--model", str(model_dir), "--pairs", str(bad), "--out", str(tmp_path / "x")])
+        main(["eval", "--model", str(model_dir), "--pairs", str(bad), "--output", str(tmp_path / "x")])
     assert done.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing column(s) stylized" in err[0]
     with pytest.raises(SystemExit) as done:
-        main(["eval", "--model", "none", "--pairs", str(paths["pairs"]), "--out", str(tmp_path / "y"), "--baseline", "facenet"])
+        main(["eval", "--model", "none", "--pairs", str(paths["pairs"]), "--output", str(tmp_path / "y"), "--baseline", "facenet"])
     assert done.value.code == 2 and "--baseline 'facenet'" in capsys.readouterr().err
 
 

@@ -44,7 +44,8 @@ def test_align_face_levels_and_centres_the_eyes(astronaut, angle):
 def test_align_face_errors_and_fallback(tmp_path):
     blank = tmp_path / "wall.png"
     Image.new("RGB", (200, 160), (120, 130, 140)).save(blank)
-    with pytest.raises(NoFaceError, match=r"wall\.png: no face found.*--no_align"):
+    with pytest.raises(NoFaceError, match=r"wall\.png: no face found.*align=False") as err:
         align_face(str(blank), 64, detector="mtcnn")
+    assert "--no-align" in err.value.for_cli()
     crop = center_crop(str(blank), 64)
     assert crop.size == (64, 64) and crop.getpixel((10, 10)) == (120, 130, 140)

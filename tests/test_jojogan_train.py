@@ -14,8 +14,8 @@ from styleid_guidance.jojogan import checkpoints
 from styleid_guidance.jojogan.api import JoJoGAN
 from styleid_guidance.jojogan.e4e import E4EInverter, Encoder4Editing
 from styleid_guidance.jojogan.stylegan2 import Discriminator, Generator
-from styleid_guidance.jojogan.train import jojogan_losses, main as train_main, mix_latents, sample_noise, swap_layers
-from styleid_guidance.jojogan.stylize import main as stylize_main
+from styleid_guidance.cli import run
+from styleid_guidance.jojogan.finetune import jojogan_losses, mix_latents, sample_noise, swap_layers
 from styleid_guidance.errors import NoFaceError, StyleIDError
 
 
@@ -167,7 +167,7 @@ def test_pretrained_formats_load_strict(tmp_path):
 
 
 def test_checkpoint_errors_are_one_line(tmp_path):
-    with pytest.raises(StyleIDError, match=r"missing\.pt: StyleGAN2 checkpoint not found.*--stylegan_ckpt"):
+    with pytest.raises(StyleIDError, match=r"missing\.pt: StyleGAN2 checkpoint not found; download it or give its path"):
         checkpoints.load_stylegan(tmp_path / "missing.pt")
     (tmp_path / "notes.pt").write_text("not a checkpoint")
     with pytest.raises(StyleIDError, match=r"notes\.pt: not a loadable e4e checkpoint"):
@@ -196,12 +196,12 @@ def test_cli_train_then_stylize(face, tmp_path, capsys):
     face_path = tmp_path / "astronaut.png"
     face.save(face_path)
     out = tmp_path / "style.pt"
-    rc = train_main([str(face_path), "-o", str(out), "--tiny", "--id_loss", "none", "--num_iter", "2", "--sample_every", "1"])
+    rc = run(["jojogan", "train", str(face_path), "-o", str(out), "--tiny", "--id_loss", "none", "--num_iter", "2", "--sample_every", "1"])
     assert rc == 0 and out.is_file()
     samples = sorted((tmp_path / "style_samples").glob("*.png"))
     assert [p.name for p in samples] == ["iter_0000.png", "iter_0001.png", "iter_0002.png"]
     assert Image.open(samples[-1]).size == (2 + 66, 2 + 2 * 66)  # 1 column, 2 rows (before / after) of 64 px
-    rc = stylize_main([str(face_path), "--style_ckpt", str(out), "--tiny", "-o", str(tmp_path / "res"), "--side_by_side"])
+    rc = run(["jojogan", "stylize", str(face_path), "--style_ckpt", str(out), "--tiny", "-o", str(tmp_path / "res"), "--side_by_side"])
     assert rc == 0
     result = Image.open(tmp_path / "res" / "astronaut_style.png")
     assert result.size == (128, 64)
@@ -211,14 +211,15 @@ def test_cli_train_then_stylize(face, tmp_path, capsys):
 def test_cli_user_errors(tmp_path, capsys):
     blank = tmp_path / "blank.png"
     Image.new("RGB", (128, 128), (200, 200, 200)).save(blank)
-    rc = train_main([str(blank), "-o", str(tmp_path / "s.pt"), "--stylegan_ckpt", str(tmp_path / "nope.pt")])
+    rc = run(["jojogan", "train", str(blank), "-o", str(tmp_path / "s.pt"), "--stylegan_ckpt", str(tmp_path / "nope.pt")])
     err = capsys.readouterr().err
-    assert rc == 2 and "nope.pt: StyleGAN2 checkpoint not found" in err and "Traceback" not in err and err.count("\n") == 1
-    rc = train_main([str(blank), "-o", str(tmp_path / "s.pt"), "--tiny", "--num_iter", "1"])
+    assert rc == 2 and "--stylegan-ckpt: " in err and "nope.pt: StyleGAN2 checkpoint not found" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    rc = run(["jojogan", "train", str(blank), "-o", str(tmp_path / "s.pt"), "--tiny", "--num_iter", "1"])
     err = capsys.readouterr().err
-    assert rc == 2 and "blank.png: no face found" in err and "--no_align" in err
+    assert rc == 2 and "blank.png: no face found" in err and "--no-align" in err
     assert not (tmp_path / "s.pt").exists()
-    rc = stylize_main([str(blank), "--style_ckpt", str(tmp_path / "none.pt")])
+    rc = run(["jojogan", "stylize", str(blank), "--style_ckpt", str(tmp_path / "none.pt")])
     assert rc == 2 and "none.pt: JoJoGAN style checkpoint not found" in capsys.readouterr().err
 
 
@@ -233,11 +234,11 @@ def test_cli_saved_latents(jj, face, tmp_path, capsys):
     face.resize((64, 64)).save(face_path)
     torch.save({"latent": torch.randn(jj.generator.n_latent, jj.generator.style_dim)}, tmp_path / "ref_w.pt")
     out = tmp_path / "lat.pt"
-    rc = train_main([str(face_path), "-o", str(out), "--tiny", "--id_loss", "none", "--num_iter", "1", "--no_align",
+    rc = run(["jojogan", "train", str(face_path), "-o", str(out), "--tiny", "--id_loss", "none", "--num_iter", "1", "--no_align",
                      "--sample_every", "0", "--latents", str(tmp_path / "ref_w.pt")])
     assert rc == 0 and out.is_file() and not (tmp_path / "lat_samples").exists()
-    rc = train_main([str(face_path), "-o", str(out), "--tiny", "--latents", str(tmp_path / "ref_w.pt"), str(tmp_path / "ref_w.pt")])
+    rc = run(["jojogan", "train", str(face_path), "-o", str(out), "--tiny", "--latents", str(tmp_path / "ref_w.pt"), str(tmp_path / "ref_w.pt")])
     assert rc == 2 and "--latents: got 2 files for 1 style images" in capsys.readouterr().err
     torch.save({"latent": torch.randn(3, 7)}, tmp_path / "bad_w.pt")
-    rc = train_main([str(face_path), "-o", str(out), "--tiny", "--no_align", "--latents", str(tmp_path / "bad_w.pt")])
+    rc = run(["jojogan", "train", str(face_path), "-o", str(out), "--tiny", "--no_align", "--latents", str(tmp_path / "bad_w.pt")])
     assert rc == 2 and "bad_w.pt: expected {'latent'" in capsys.readouterr().err

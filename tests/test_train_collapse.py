@@ -12,17 +12,17 @@ from pathlib import Path
 import torch
 
 from styleid_guidance import StyleIDEncoder
-from styleid_guidance.train.cli import main as train_main
-from styleid_guidance.train.smoke_data import make_smoke_dataset
+from styleid_guidance.cli import run
+from styleid_guidance.tiny.smoke_data import make_smoke_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_smoke_config_trains_without_collapse_and_beats_the_untrained_encoder(tmp_path, caplog):
-    data = make_smoke_dataset(tmp_path / "smoke")  # exactly what `python -m train.smoke_data smoke` writes
+    data = make_smoke_dataset(tmp_path / "smoke")  # exactly what `styleid smoke-data smoke` writes
     out = tmp_path / "run"
     with caplog.at_level("INFO", logger="styleid.train"):
-        code = train_main(["--config", str(REPO / "configs" / "smoke.yaml"), "--data", str(data["train"]),
+        code = run(["train", "--config", str(REPO / "configs" / "smoke.yaml"), "--data", str(data["train"]),
                            "--eval-pairs", str(data["pairs"]), "--output", str(out), "--no-progress"])
     assert code == 0
     evals = {r["step"]: r["eval"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "eval" in r}

@@ -20,9 +20,10 @@ from safetensors.torch import load_file
 from styleid_guidance import StyleIDEncoder
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.train.checkpoint import list_checkpoints
-from styleid_guidance.train.cli import main as train_main
-from styleid_guidance.train.config import build_config, load_config_file
-from styleid_guidance.train.smoke_data import make_smoke_dataset
+from styleid_guidance.cli import run
+from styleid_guidance.cli.args import build_config, load_config_file
+from styleid_guidance.train.config import TrainConfig
+from styleid_guidance.tiny.smoke_data import make_smoke_dataset
 from styleid_guidance.train.trainer import build_encoder, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,39 +49,39 @@ def _records(output: Path) -> list[dict]:
 def test_config_file_then_flags(tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("backbone: test-tiny\nids-per-batch: 7\nlr: 0.001\nmax_steps: 0\n")
-    values = load_config_file(cfg_file)
-    cfg = build_config(values, {"lr": 0.5, "seed": None})
+    values = load_config_file(cfg_file, TrainConfig)
+    cfg = build_config(TrainConfig, values, {"lr": 0.5, "seed": None})
     assert (cfg.backbone, cfg.ids_per_batch, cfg.lr, cfg.seed, cfg.pretrained) == ("test-tiny", 7, 0.5, 0, None)
     (tmp_path / "c.json").write_text('{"not_an_option": 1}')
     with pytest.raises(StyleIDError, match="unknown option"):
-        load_config_file(tmp_path / "c.json")
+        load_config_file(tmp_path / "c.json", TrainConfig)
     with pytest.raises(StyleIDError, match="--data is required"):
-        build_config({}, {"max_steps": 5})
+        build_config(TrainConfig, {}, {"max_steps": 5})
 
 
 def test_max_steps_zero_exports_the_initial_encoder(tmp_path):
     out = tmp_path / "run"
-    assert train_main(["--output", str(out), "--max-steps", "0", *TINY]) == 0
+    assert run(["train", "--output", str(out), "--max-steps", "0", *TINY]) == 0
     enc = StyleIDEncoder.from_pretrained(out / "final")
-    ref = build_encoder(build_config({}, {"backbone": "test-tiny", "max_steps": 0, "lora_alpha": 16.0}))
+    ref = build_encoder(build_config(TrainConfig, {}, {"backbone": "test-tiny", "max_steps": 0, "lora_alpha": 16.0}))
     x = torch.rand(2, 3, 64, 64)
     assert torch.allclose(enc.embed(x), ref.embed(x), atol=1e-6)
 
 
 def test_cli_user_errors_are_one_line(tmp_path, capsys):
-    assert train_main(["--data", str(tmp_path / "nope"), "--output", str(tmp_path / "o"), "--max-steps", "2", *TINY]) == 2
+    assert run(["train", "--data", str(tmp_path / "nope"), "--output", str(tmp_path / "o"), "--max-steps", "2", *TINY]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("styleid-train: error: --data") and "no such folder" in err[0]
-    assert train_main(["--output", str(tmp_path / "o"), "--max-steps", "0", *TINY, "--lr", "-1"]) == 2
+    assert len(err) == 1 and err[0].startswith("styleid train: error: --data") and "no such folder" in err[0]
+    assert run(["train", "--output", str(tmp_path / "o"), "--max-steps", "0", *TINY, "--lr", "-1"]) == 2
     assert "--lr must be a finite number > 0" in capsys.readouterr().err
     if importlib.util.find_spec("tensorboard") is None:
-        assert train_main(["--output", str(tmp_path / "o"), "--max-steps", "0", "--report-to", "tensorboard", *TINY]) == 2
+        assert run(["train", "--output", str(tmp_path / "o"), "--max-steps", "0", "--report-to", "tensorboard", *TINY]) == 2
         assert "tensorboard is not installed" in capsys.readouterr().err
 
 
 def test_short_training_raises_heldout_auroc(tmp_path, smoke):
     out = tmp_path / "run"
-    cfg = build_config({}, {"data": str(smoke["train"]), "output": str(out), "backbone": "test-tiny", "max_steps": 40,
+    cfg = build_config(TrainConfig, {}, {"data": str(smoke["train"]), "output": str(out), "backbone": "test-tiny", "max_steps": 40,
                             "ids_per_batch": 8, "images_per_id": 2, "lr": 1e-2, "lora_alpha": 16.0, "num_workers": 0,
                             "eval_pairs": str(smoke["pairs"]), "eval_every": 40, "save_every": 20, "keep_last": 1,
                             "log_every": 10})
@@ -131,13 +132,13 @@ def test_sigkill_and_resume_ends_with_the_same_weights(tmp_path, smoke):
 def test_incompatible_resume_is_refused_with_one_line(tmp_path, smoke, capsys):
     out = tmp_path / "run"
     common = ["--data", str(smoke["train"]), "--output", str(out), "--save-every", "2", *TINY]
-    assert train_main([*common, "--max-steps", "2"]) == 0
+    assert run(["train", *common, "--max-steps", "2"]) == 0
     capsys.readouterr()
-    assert train_main([*common, "--max-steps", "4", "--ids-per-batch", "3"]) == 2
+    assert run(["train", *common, "--max-steps", "4", "--ids-per-batch", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot resume" in err[0] and "ids_per_batch 4 → 3" in err[0]
     # changing only the length of the run (or the learning rate) is fine: it continues from step 2
-    assert train_main([*common, "--max-steps", "3", "--lr", "5e-3"]) == 0
+    assert run(["train", *common, "--max-steps", "3", "--lr", "5e-3"]) == 0
     assert [(r["step"], r["lr"]) for r in _records(out) if "loss" in r] == [(1, 1e-2), (2, 1e-2), (3, 5e-3)]
     assert [s for s, _ in list_checkpoints(out)] == [2, 3]
 
@@ -187,7 +188,7 @@ def fresh_accelerator_state():
 
 def test_bf16_grad_checkpointing_and_accumulation(tmp_path, smoke, fresh_accelerator_state):
     out = tmp_path / "amp"
-    assert train_main(["--data", str(smoke["train"]), "--output", str(out), "--max-steps", "3", "--save-every", "3",
+    assert run(["train", "--data", str(smoke["train"]), "--output", str(out), "--max-steps", "3", "--save-every", "3",
                        *TINY, "--mixed-precision", "bf16", "--grad-checkpointing", "--grad-accum", "2",
                        "--lr-schedule", "cosine", "--warmup-steps", "1"]) == 0
     records = [r for r in _records(out) if "loss" in r]

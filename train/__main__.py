@@ -1,4 +1,6 @@
-"""`python -m train` (also what `accelerate launch -m train` runs)."""
-from .cli import main
+"""`python -m styleid_guidance.train ...` = `styleid train ...` (also under `accelerate launch -m`)."""
+import sys
 
-raise SystemExit(main())
+from styleid_guidance.cli import run
+
+raise SystemExit(run(["train", *sys.argv[1:]]))

@@ -1,14 +1,15 @@
-"""Training configuration: one dataclass, paper defaults, loaded from YAML/JSON and overridden by flags.
+"""Training configuration: one dataclass, the paper's defaults, loaded from YAML/JSON, overridden by flags.
 
 Precedence: dataclass defaults (the paper's settings, SPEC.md §2) < config file < command-line flags.
-Config files use the same names as the dataclass fields (`ids_per_batch: 56`; dashes also work).
+Config files use the field names (`ids_per_batch: 56`; dashes also work); every field is a flag
+(`--ids-per-batch 56`), its help text is the field's `help` metadata. The dataclass checks itself
+on construction (`__post_init__`), so a bad value never reaches the trainer, from any entry point.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,94 +18,95 @@ from styleid_guidance.errors import StyleIDError
 SCHEDULES = ("constant", "cosine", "linear")
 PRECISIONS = ("no", "fp16", "bf16")
 TRACKERS = ("none", "tensorboard", "wandb")
+LAYOUTS = ("auto", "stylebench", "folders")
+GROUPS = {"data": "data", "model": "model", "objective": "objective (L_ang + λ_scon·L_scon + λ_reg·L_reg)",
+          "optim": "optimisation", "guard": "guard (stops a run that diverges or collapses)",
+          "log": "evaluation, checkpoints, logging"}
+
+
+def _opt(default: Any, help: str, group: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, "group": group, **extra})
 
 
 @dataclass
 class TrainConfig:
     # data
-    data: str | None = None  # StyleBench-S root or identity folders
-    layout: str = "auto"  # auto | stylebench | folders
-    output: str = "outputs/styleid"
-    check_images: bool = True  # header-check every image once at start-up (skips unreadable files)
-    augment: bool = True
-    num_workers: int = 4
+    data: str | None = _opt(None, "StyleBench-S root (p3/ + {method}/{style}/) or one folder per identity", "data", metavar="DIR")
+    layout: str = _opt("auto", "dataset layout", "data", choices=LAYOUTS)
+    output: str = _opt("outputs/styleid", "run folder: checkpoints, metrics.jsonl, final/", "data", aliases=("-o",), metavar="DIR")
+    check_images: bool = _opt(True, "header-check every image once at start-up (unreadable files are skipped)", "data")
+    augment: bool = _opt(True, "random resized crop + horizontal flip", "data")
+    num_workers: int = _opt(4, "data loader processes", "data")
     # model
-    backbone: str = "ViT-L-14"  # open_clip name, or "test-tiny"
-    pretrained: str | None = "openai"  # open_clip pretrained tag; None/"none" = random weights
-    lora_rank: int = 8
-    lora_alpha: float = 1.0  # alpha/rank = 0.125 as in the public settings
-    lora_targets: str = "attn+mlp"
-    grad_checkpointing: bool = False
+    backbone: str = _opt("ViT-L-14", "open_clip model name, or test-tiny (a random 64-px model for smoke runs)", "model")
+    pretrained: str | None = _opt("openai", "open_clip pretrained tag; none = random weights", "model")
+    lora_rank: int = _opt(8, "LoRA rank r", "model")
+    lora_alpha: float = _opt(8.0, "LoRA alpha (scaling alpha/r; see train/README.md for why alpha = r)", "model")
+    lora_targets: str = _opt("attn+mlp", "layers LoRA adapts: attn, mlp or attn+mlp", "model")
+    grad_checkpointing: bool = _opt(False, "recompute activations in backward to save memory", "model")
     # objective (paper: m = 0.5, α = 32, τ = 0.1, λ_scon = 0.6, λ_reg = 0.1)
-    margin: float = 0.5
-    scale: float = 32.0
-    temperature: float = 0.1
-    lambda_scon: float = 0.6
-    lambda_reg: float = 0.1
+    margin: float = _opt(0.5, "angular margin m of L_ang (radians)", "objective")
+    angular_scale: float = _opt(32.0, "angular scale α of L_ang", "objective")
+    temperature: float = _opt(0.1, "SupCon temperature τ", "objective")
+    lambda_scon: float = _opt(0.6, "weight of L_scon", "objective")
+    lambda_reg: float = _opt(0.1, "weight of L_reg (distance to the frozen branch)", "objective")
+    supcon_gather: bool = _opt(True, "L_scon over the batches of all processes, not just this one's", "objective")
     # optimisation (paper: AdamW, lr 2e-4, 56 × 2, 30k steps; schedule and weight decay unstated)
-    lr: float = 2e-4
-    weight_decay: float = 0.01  # AdamW's default
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
-    max_steps: int = 30_000
-    ids_per_batch: int = 56  # P, per process
-    images_per_id: int = 2  # K
-    grad_accum: int = 1
-    max_grad_norm: float = 0.0  # 0 = no clipping
-    mixed_precision: str = "no"
-    seed: int = 0
-    supcon_gather: bool = True  # L_scon over the global batch of all processes (no-op on one process)
-    # the guard (train/guard.py): stop when the batch's mean pairwise cosine stays this high
-    collapse_threshold: float = 0.9999
-    collapse_patience: int = 5  # consecutive log intervals
+    lr: float = _opt(2e-4, "AdamW learning rate", "optim")
+    weight_decay: float = _opt(0.01, "AdamW weight decay", "optim")
+    lr_schedule: str = _opt("constant", "learning-rate schedule after warm-up", "optim", choices=SCHEDULES)
+    warmup_steps: int = _opt(0, "linear warm-up steps", "optim")
+    max_steps: int = _opt(30_000, "optimizer steps; 0 exports the initial (untrained) encoder", "optim")
+    ids_per_batch: int = _opt(56, "P: identities per batch on each process", "optim")
+    images_per_id: int = _opt(2, "K: images per identity (≥ 2, so every anchor has a positive)", "optim")
+    grad_accum: int = _opt(1, "gradient accumulation steps", "optim")
+    max_grad_norm: float = _opt(0.0, "clip gradients to this norm; 0 = off", "optim")
+    mixed_precision: str = _opt("no", "accelerate mixed precision", "optim", choices=PRECISIONS)
+    seed: int = _opt(0, "seed of the sampler, the angular head and random backbones", "optim")
+    # the guard (train/guard.py)
+    collapse_threshold: float = _opt(0.9999, "batch mean pairwise cosine counted as collapsed", "guard")
+    collapse_patience: int = _opt(5, "collapsed log intervals in a row that stop the run", "guard")
     # evaluation, checkpoints, logging
-    eval_pairs: str | None = None
-    eval_every: int = 1000
-    eval_crop: str = "center"
-    save_every: int = 1000
-    keep_last: int = 3
-    log_every: int = 10
-    report_to: str = "none"
-    resume: str = "auto"  # auto (latest checkpoint in OUTPUT, if any) | never | a checkpoint folder
+    eval_pairs: str | None = _opt(None, "pairs CSV (the `styleid eval` format) scored every --eval-every steps", "log", metavar="CSV")
+    eval_every: int = _opt(1000, "steps between held-out evaluations", "log")
+    eval_crop: str = _opt("center", "crop for --eval-pairs images: center matches the training preprocessing", "log",
+                          choices=("center", "none", "face"))
+    save_every: int = _opt(1000, "steps between checkpoints", "log")
+    keep_last: int = _opt(3, "checkpoints kept", "log")
+    log_every: int = _opt(10, "steps per metrics.jsonl line", "log")
+    report_to: str = _opt("none", "also log to tensorboard or wandb", "log", choices=TRACKERS)
+    resume: str = _opt("auto", "auto (the newest checkpoint in --output), never, or a checkpoint folder", "log")
 
-    def validate(self) -> "TrainConfig":
+    def __post_init__(self) -> None:
         if self.pretrained in ("none", "None", "random", ""):
             self.pretrained = None
         if self.backbone == "test-tiny":
             self.pretrained = None
 
-        def finite(name: str, low: float, strict: bool) -> tuple[bool, str]:
+        def number(name: str, low: float, strict: bool) -> tuple[bool, str]:
             value = getattr(self, name)
-            ok = isinstance(value, (int, float)) and math.isfinite(value) and (value > low if strict else value >= low)
-            flag = "--" + name.replace("_", "-")
-            return ok, f"{flag} must be a finite number {'>' if strict else '≥'} {low:g}, got {value}"
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
+                value > low if strict else value >= low)
+            return ok, f"{_flag(name)} must be a finite number {'>' if strict else '≥'} {low:g}, got {value}"
+
+        def choice(name: str, options: tuple[str, ...]) -> tuple[bool, str]:
+            value = getattr(self, name)
+            return value in options, f"{_flag(name)} must be one of {', '.join(options)}, got {value!r}"
 
         checks = [
-            finite("lr", 0, strict=True),
-            finite("weight_decay", 0, strict=False),
-            finite("margin", 0, strict=False),
-            finite("scale", 0, strict=True),
-            finite("temperature", 0, strict=True),
-            finite("lambda_scon", 0, strict=False),
-            finite("lambda_reg", 0, strict=False),
-            finite("max_grad_norm", 0, strict=False),
-            finite("lora_alpha", 0, strict=True),
+            number("lr", 0, strict=True), number("weight_decay", 0, strict=False), number("margin", 0, strict=False),
+            number("angular_scale", 0, strict=True), number("temperature", 0, strict=True),
+            number("lambda_scon", 0, strict=False), number("lambda_reg", 0, strict=False),
+            number("max_grad_norm", 0, strict=False), number("lora_alpha", 0, strict=True),
             (self.margin < math.pi / 2, f"--margin is an angle in radians below π/2, got {self.margin}"),
             (0 < self.collapse_threshold <= 1, f"--collapse-threshold must be in (0, 1], got {self.collapse_threshold}"),
-            (self.collapse_patience >= 1, f"--collapse-patience must be ≥ 1, got {self.collapse_patience}"),
-            (self.warmup_steps >= 0, f"--warmup-steps must be ≥ 0, got {self.warmup_steps}"),
-            (self.max_steps >= 0, f"--max-steps must be ≥ 0, got {self.max_steps}"),
-            (self.grad_accum >= 1, f"--grad-accum must be ≥ 1, got {self.grad_accum}"),
-            (self.save_every >= 1, f"--save-every must be ≥ 1, got {self.save_every}"),
-            (self.eval_every >= 1, f"--eval-every must be ≥ 1, got {self.eval_every}"),
-            (self.keep_last >= 1, f"--keep-last must be ≥ 1, got {self.keep_last}"),
-            (self.log_every >= 1, f"--log-every must be ≥ 1, got {self.log_every}"),
-            (self.lora_rank >= 1, f"--lora-rank must be ≥ 1 to train (got {self.lora_rank})"),
-            (self.num_workers >= 0, f"--num-workers must be ≥ 0, got {self.num_workers}"),
-            (self.lr_schedule in SCHEDULES, f"--lr-schedule must be one of {', '.join(SCHEDULES)}, got {self.lr_schedule!r}"),
-            (self.mixed_precision in PRECISIONS, f"--mixed-precision must be one of {', '.join(PRECISIONS)}, got {self.mixed_precision!r}"),
-            (self.report_to in TRACKERS, f"--report-to must be one of {', '.join(TRACKERS)}, got {self.report_to!r}"),
-            (self.layout in ("auto", "stylebench", "folders"), f"--layout must be auto, stylebench or folders, got {self.layout!r}"),
+            *((getattr(self, n) >= lo, f"{_flag(n)} must be ≥ {lo}, got {getattr(self, n)}") for n, lo in (
+                ("collapse_patience", 1), ("warmup_steps", 0), ("max_steps", 0), ("grad_accum", 1), ("save_every", 1),
+                ("eval_every", 1), ("keep_last", 1), ("log_every", 1), ("num_workers", 0), ("ids_per_batch", 1))),
+            (self.lora_rank >= 1, f"--lora-rank must be ≥ 1 to train, got {self.lora_rank}"),
+            (self.images_per_id >= 2, f"--images-per-id must be ≥ 2 so every anchor has a positive, got {self.images_per_id}"),
+            choice("lr_schedule", SCHEDULES), choice("mixed_precision", PRECISIONS), choice("report_to", TRACKERS),
+            choice("layout", LAYOUTS),
         ]
         for ok, message in checks:
             if not ok:
@@ -113,45 +115,10 @@ class TrainConfig:
             raise StyleIDError(f"--eval-pairs {self.eval_pairs}: no such file")
         if self.max_steps > 0 and not self.data:
             raise StyleIDError("--data is required to train (only --max-steps 0, which exports the initial encoder, runs without it)")
-        return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-FIELD_NAMES = {f.name for f in fields(TrainConfig)}
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise StyleIDError(f"--config {path}: no such file")
-    text = path.read_text()
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            values = yaml.safe_load(text) or {}
-        else:
-            values = json.loads(text)
-    except Exception as err:  # yaml and json raise different error types; both mean "fix the file"
-        raise StyleIDError(f"--config {path}: cannot parse ({type(err).__name__}: {str(err).splitlines()[0]})") from None
-    if not isinstance(values, dict):
-        raise StyleIDError(f"--config {path}: expected a mapping of option names to values")
-    values = {k.replace("-", "_"): v for k, v in values.items()}
-    unknown = sorted(set(values) - FIELD_NAMES)
-    if unknown:
-        raise StyleIDError(f"--config {path}: unknown option(s) {', '.join(unknown)}")
-    return values
-
-
-def build_config(file_values: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    values = {**(file_values or {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    types = {f.name: f.type for f in fields(TrainConfig)}
-    for name in list(values):
-        if values[name] is not None and types[name] in ("int", "float") and isinstance(values[name], str):
-            try:
-                values[name] = int(values[name]) if types[name] == "int" else float(values[name])
-            except ValueError:
-                raise StyleIDError(f"option {name}: expected a number, got {values[name]!r}") from None
-    return TrainConfig(**values).validate()
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")

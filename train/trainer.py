@@ -15,17 +15,14 @@ writes a checkpoint and says where a re-run resumes.
 """
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import logging
-import math
 import shutil
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -34,77 +31,23 @@ from styleid_guidance.encoder import StyleIDEncoder
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.images import atomic_write
 from styleid_guidance.losses import StyleIDObjective
-from styleid_guidance.metrics import mean_pairwise_cosine
 
 from . import checkpoint as ckpt
+from . import resume
 from .config import TrainConfig
 from .data import IdentityDataset, TrainTransform, collate
-from .distributed import any_process, gather_for_contrast
+from .distributed import any_process
 from .guard import TrainingGuard, TrainingStopped
+from .interrupt import StopRequest, ignore_sigint
 from .runlog import MetricsLog
 from .sampler import IdentityBalancedBatchSampler
+from .step import TERMS, TrainStep, build_encoder, lr_lambda
 
 logger = logging.getLogger("styleid.train")
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "train_config.json"
 FINAL = "final"
-TERMS = ("loss", "ang", "scon", "reg", "cos", "cos0")
-
-# settings that change what a checkpoint's tensors or the sample stream mean: resuming across a change
-# of any of them would silently train something else
-_INCOMPATIBLE = ("backbone", "pretrained", "lora_rank", "lora_alpha", "lora_targets", "ids_per_batch",
-                 "images_per_id", "grad_accum", "seed", "augment")
-
-
-class TrainStep(nn.Module):
-    """Encoder + objective in one module, so DDP sees (and syncs) every trainable parameter."""
-
-    def __init__(self, encoder: StyleIDEncoder, objective: StyleIDObjective, gather: bool = False) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.objective = objective
-        self.gather = gather
-
-    def forward(self, pixels: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        with torch.no_grad(), self.encoder.adapter_disabled():
-            z0 = self.encoder.encode_pixels(pixels)
-        z = self.encoder.encode_pixels(pixels)
-        contrast = gather_for_contrast(z, labels) if self.gather else None
-        out = self.objective(z, labels, z0, contrast=contrast)
-        # the guard's spread statistic rides along: adapted and frozen branch
-        return {**out, "cos": mean_pairwise_cosine(z), "cos0": mean_pairwise_cosine(z0)}
-
-
-def build_encoder(cfg: TrainConfig) -> StyleIDEncoder:
-    # seeded so a random backbone (test-tiny, --pretrained none) is the same on every rank and resume
-    torch.manual_seed(cfg.seed)
-    return StyleIDEncoder.from_open_clip(cfg.backbone, pretrained=cfg.pretrained, lora_rank=cfg.lora_rank,
-                                         lora_alpha=cfg.lora_alpha, lora_targets=cfg.lora_targets)
-
-
-def frozen_checksum(module: nn.Module) -> float:
-    """A cheap fingerprint of the frozen weights: catches resuming on another backbone init."""
-    total = 0.0
-    with torch.no_grad():
-        for p in module.parameters():
-            if not p.requires_grad:
-                total += float(p.detach().double().abs().sum())
-    return total
-
-
-def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if cfg.warmup_steps and step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        if cfg.lr_schedule == "constant":
-            return 1.0
-        span = max(1, cfg.max_steps - cfg.warmup_steps)
-        progress = min(1.0, (step - cfg.warmup_steps) / span)
-        return 0.5 * (1 + math.cos(math.pi * progress)) if cfg.lr_schedule == "cosine" else 1.0 - progress
-
-    return factor
-
 
 def save_final(encoder: StyleIDEncoder, output: Path, cfg: TrainConfig, step: int) -> Path:
     """Write OUTPUT/final/ atomically (temp folder + rename) via `save_pretrained`."""
@@ -139,36 +82,6 @@ class _Run:
     def trainable_state(self) -> dict[str, torch.Tensor]:
         named = dict(self.module.named_parameters())
         return {n: named[n] for n in self.trainable_names}
-
-
-class _StopRequest:
-    """Ctrl-C / SIGTERM: finish the current step, checkpoint, stop. A second Ctrl-C aborts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopRequest":
-        if threading.current_thread() is threading.main_thread():  # signals only reach the main thread
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        logger.warning("stop requested: finishing this step and writing a checkpoint (Ctrl-C again aborts without one)")
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _ignore_sigint(_: int) -> None:
-    # DataLoader workers share the terminal's process group: without this a Ctrl-C kills them
-    # mid-batch and the main process dies on the next fetch instead of checkpointing
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class Trainer:
@@ -241,7 +154,7 @@ class Trainer:
         sampler = IdentityBalancedBatchSampler(dataset.labels, cfg.ids_per_batch, cfg.images_per_id,
                                                num_replicas=acc.num_processes, rank=acc.process_index, seed=cfg.seed)
         torch.manual_seed(cfg.seed + 1)  # the angular head's init, independent of the backbone's
-        objective = StyleIDObjective(encoder.embedding_dim, dataset.num_classes, margin=cfg.margin, scale=cfg.scale,
+        objective = StyleIDObjective(encoder.embedding_dim, dataset.num_classes, margin=cfg.margin, scale=cfg.angular_scale,
                                      temperature=cfg.temperature, lambda_scon=cfg.lambda_scon, lambda_reg=cfg.lambda_reg)
         if cfg.grad_checkpointing:
             encoder.set_grad_checkpointing(True)
@@ -251,17 +164,16 @@ class Trainer:
         return _Run(dataset=dataset, sampler=sampler, module=module, optimizer=optimizer,
                     scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg)), params=params,
                     trainable_names=[n for n, p in module.named_parameters() if p.requires_grad],
-                    fingerprint=self._fingerprint(dataset, encoder))
+                    fingerprint=resume.fingerprint(self.cfg, dataset, encoder, self.accelerator.num_processes))
 
     def _resume(self, run: _Run) -> None:
-        resume_from = self._resume_point()
+        resume_from = resume.resume_point(self.cfg, self.output)
         if resume_from is None:
             self.metrics.truncate_after(-1)  # a fresh run: lines from an earlier, checkpoint-less attempt go
             return
         state = ckpt.read_state(resume_from)
-        self._check_compatible(state["fingerprint"], run.fingerprint, resume_from)
-        changed = {k: (state["config"].get(k), v) for k, v in self.cfg.to_dict().items()
-                   if k not in _INCOMPATIBLE and state["config"].get(k) != v and k not in ("resume", "max_steps")}
+        resume.check_compatible(state["fingerprint"], run.fingerprint, resume_from)
+        changed = resume.changed_settings(state["config"], self.cfg)
         if changed and self.is_main:
             logger.warning("resuming with changed settings: %s", ", ".join(f"{k} {a!r} → {b!r}" for k, (a, b) in changed.items()))
         tensors = ckpt.load_tensors(resume_from)
@@ -300,7 +212,7 @@ class Trainer:
         loader = torch.utils.data.DataLoader(
             run.dataset, batch_sampler=run.sampler, collate_fn=collate, num_workers=cfg.num_workers,
             pin_memory=acc.device.type == "cuda", persistent_workers=False,
-            worker_init_fn=_ignore_sigint if cfg.num_workers else None,
+            worker_init_fn=ignore_sigint if cfg.num_workers else None,
         )
         batches = iter(loader)
         run.model.train()
@@ -308,7 +220,7 @@ class Trainer:
                    dynamic_ncols=True)
         step, running, n_running, t_last = run.start_step, None, 0, time.perf_counter()
         try:
-            with _StopRequest() as stop:
+            with StopRequest() as stop:
                 while step < cfg.max_steps:
                     terms, lr = self._optimizer_step(run, batches, step + 1)
                     step += 1
@@ -373,7 +285,7 @@ class Trainer:
     def _evaluate(self, encoder: StyleIDEncoder, step: int) -> dict[str, Any] | None:
         if not self.cfg.eval_pairs:
             return None
-        from styleid_guidance.evaluation import NonFiniteEmbeddings, evaluate_encoder
+        from styleid_guidance.eval import NonFiniteEmbeddings, evaluate_encoder
 
         was_training = encoder.training
         encoder.eval()
@@ -469,43 +381,6 @@ class Trainer:
         return (f"{kept} and final/ was not written; try a lower --lr (now {self.cfg.lr:g}) or --lora-alpha "
                 f"(now {self.cfg.lora_alpha:g}), or a larger --lambda-reg (now {self.cfg.lambda_reg:g})")
 
-    def _fingerprint(self, dataset: IdentityDataset | None, encoder: StyleIDEncoder) -> dict[str, Any]:
-        ids = "\n".join(dataset.identities) if dataset is not None else ""
-        return {
-            **{k: getattr(self.cfg, k) for k in _INCOMPATIBLE},
-            "num_processes": self.accelerator.num_processes,
-            "identities_sha1": hashlib.sha1(ids.encode()).hexdigest(),
-            "num_classes": dataset.num_classes if dataset is not None else 0,
-            "frozen_checksum": frozen_checksum(encoder),
-        }
-
-    def _check_compatible(self, saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
-        diffs = []
-        for key, now in current.items():
-            before = saved.get(key)
-            if key == "frozen_checksum":
-                if before is None or abs(before - now) > 1e-6 * max(1.0, abs(now)):
-                    diffs.append("frozen backbone weights")
-            elif before != now:
-                diffs.append(f"{key} {before!r} → {now!r}")
-        if diffs:
-            raise StyleIDError(
-                f"cannot resume from {where}: the run changed ({'; '.join(diffs)}); "
-                f"use a new --output or --resume never with an empty output folder"
-            )
-
-    def _resume_point(self) -> Path | None:
-        resume = self.cfg.resume
-        if resume == "never":
-            if ckpt.list_checkpoints(self.output):
-                raise StyleIDError(f"--output {self.output} already holds checkpoints; use --resume auto, or a new --output")
-            return None
-        if resume == "auto":
-            return ckpt.latest_checkpoint(self.output)
-        path = Path(resume)
-        if not (path / ckpt.STATE_FILE).is_file():
-            raise StyleIDError(f"--resume {path}: not a training checkpoint folder (no {ckpt.STATE_FILE})")
-        return path
 
 
 def _installed(name: str) -> bool:
@@ -516,4 +391,5 @@ def _installed(name: str) -> bool:
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
     """Train (or resume) and return the `OUTPUT/final` folder."""
-    return Trainer(cfg.validate(), progress=progress).run()
+    # replace() re-runs the config's checks, so a TrainConfig edited after construction is checked too
+    return Trainer(dataclasses.replace(cfg), progress=progress).run()

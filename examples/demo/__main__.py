@@ -1,5 +1,6 @@
+"""`python -m styleid_guidance.demo ...` = `styleid demo ...`."""
 import sys
 
-from . import main
+from styleid_guidance.cli import run
 
-sys.exit(main())
+raise SystemExit(run(["demo", *sys.argv[1:]]))

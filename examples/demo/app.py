@@ -13,7 +13,8 @@ from styleid_guidance.errors import StyleIDError
 
 from . import jojo, stylize, verify
 from .limits import Limits
-from .profiles import TINY_BANNER, Models
+from .profiles import Models
+from .weights import TINY_BANNER
 from .scoring import THRESHOLDS
 
 log = logging.getLogger("styleid-demo")

@@ -20,7 +20,8 @@ from PIL import Image
 from styleid_guidance.errors import NoFaceError, StyleIDError
 
 from .limits import Limits, display_name, open_image
-from .profiles import IDENTITY_LABELS, Models
+from .profiles import Models
+from .weights import IDENTITY_LABELS
 from .render import Cell, image_grid
 from .scoring import caption, no_face_note, prepare, score
 

@@ -1,30 +1,16 @@
-"""Model profiles: which weights the demo's tabs run on, and how the default launch picks one.
+"""The demo's model registry: everything the tabs run on, built lazily, failures remembered and shown.
 
-    tiny  built-in tiny random models: offline, seconds on CPU. Checks that the UI works; the images
-          and scores it shows are NOT meaningful.
-    sd15  the real identity models (released StyleID, facexlib ArcFace, OpenAI CLIP ViT-L/14) and
-          IP-Adapter FaceID-Plus on SD1.5, the paper's set-up (about 6 GB of GPU memory).
-    sdxl  sd15 + InstantID on SDXL.
-    flux  sdxl + InfiniteYou on FLUX.1-dev (24-43 GB of GPU memory).
-    auto  (default) sd15 when the released StyleID weights are on disk or the Hub answers within
-          a second or two; otherwise tiny, and the page says why.
-
-Real weights are Hub ids or local folders (`--model KEY=VALUE`), downloaded on first use. A framework
-whose module does not import or whose weights cannot be had is shown as unavailable with the reason;
-the rest of the page keeps working.
+A framework whose module does not import or whose weights cannot be had is shown as unavailable with
+the reason; the rest of the page keeps working. Which weights and profiles exist: `weights.py`.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import importlib
 import inspect
 import logging
-import os
-import re
 import threading
-import urllib.request
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,158 +21,11 @@ from PIL import Image
 
 from styleid_guidance.errors import NoFaceError, StyleIDError
 
+from .weights import (DEFAULT_WEIGHTS, DETECT_SIDE, FRAMEWORK_LABELS, FRAMEWORKS, IDENTITY_LABELS, IDENTITY_MODELS,
+                      PROFILE_FRAMEWORKS, PROFILES, REAL_JOJOGAN_ITERS, TINY_CALL_OVERRIDES, TINY_GUIDANCE,
+                      TINY_JOJOGAN_ITERS, _STYLIZERS, _coerce, weights_reason)
+
 log = logging.getLogger("styleid-demo")
-
-PROFILES = ("auto", "tiny", "sd15", "sdxl", "flux")
-DEFAULT_REAL_PROFILE = "sd15"
-
-IDENTITY_MODELS = ("styleid", "arcface", "clip")
-IDENTITY_LABELS = {"styleid": "StyleID", "arcface": "ArcFace", "clip": "CLIP"}
-
-FRAMEWORKS = ("ip_adapter", "instantid", "infiniteyou")
-FRAMEWORK_LABELS = {"ip_adapter": "IP-Adapter", "instantid": "InstantID", "infiniteyou": "InfiniteYou"}
-_STYLIZERS = {
-    "ip_adapter": ("styleid_guidance.pipelines.ip_adapter", "IPAdapterStylizer"),
-    "instantid": ("styleid_guidance.pipelines.instantid", "InstantIDStylizer"),
-    "infiniteyou": ("styleid_guidance.pipelines.infiniteyou", "InfiniteYouStylizer"),
-}
-# Each real profile adds the next, heavier base model.
-PROFILE_FRAMEWORKS = {"tiny": FRAMEWORKS, "sd15": ("ip_adapter",), "sdxl": ("ip_adapter", "instantid"), "flux": FRAMEWORKS}
-
-# Real-profile defaults; every key can be overridden with --model KEY=VALUE.
-DEFAULT_WEIGHTS = {
-    "styleid": "kwanY/styleid",
-    "arcface": None,  # facexlib's recognition_arcface_ir_se50.pth (its weights folder, or a download)
-    "clip": "ViT-L-14/openai",
-    "jojogan.stylegan_ckpt": "models/stylegan2-ffhq-config-f.pt",
-    "jojogan.e4e_ckpt": "models/e4e_ffhq_encode.pt",
-}
-
-TINY_BANNER = (
-    "**Tiny profile: built-in tiny random models.** The images and scores below are NOT meaningful; "
-    "this profile only shows that the demo works. Launch with `--profile sd15`, `sdxl` or `flux` for real models."
-)
-# Tiny models take the same code paths with far fewer steps: every guided call stays in seconds on a CPU.
-TINY_CALL_OVERRIDES = {"num_inference_steps": 2}
-TINY_GUIDANCE = {"end": 0.5}  # with 2 steps: guide the first step only
-TINY_JOJOGAN_ITERS = 2
-DETECT_SIDE = 320  # px: faces are found on a copy at most this large
-REAL_JOJOGAN_ITERS = 300
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_TRUE = ("1", "true", "yes", "on")
-
-
-# ----------------------------------------------------------------------------------------- reachability
-
-
-def _env_offline() -> bool:
-    return any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "STYLEID_OFFLINE"))
-
-
-_hub_state: dict[str, Any] = {}
-
-
-def hub_reachable(timeout: float = 1.5) -> tuple[bool, str]:
-    """(reachable, reason). Asked once per process, in a daemon thread: a stuck DNS lookup or proxy
-    must not hang the launch, so no answer within `timeout` counts as offline."""
-    if _env_offline():
-        return False, "offline mode is on (HF_HUB_OFFLINE / STYLEID_OFFLINE)"
-    if "answer" in _hub_state:
-        return _hub_state["answer"]
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    result: dict[str, Any] = {}
-
-    def probe() -> None:
-        try:
-            urllib.request.urlopen(urllib.request.Request(f"{endpoint}/api/models/kwanY/styleid", method="HEAD"), timeout=timeout)
-            result["ok"] = True
-        except urllib.error.HTTPError:
-            result["ok"] = True  # the server answered (401/404 still means the network works)
-        except Exception as err:  # DNS, refused, TLS, timeout: all mean "cannot download now"
-            result["err"] = type(err).__name__
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout + 0.5)
-    if result.get("ok"):
-        answer = (True, "")
-    else:
-        answer = (False, f"{endpoint} cannot be reached ({result.get('err', 'no answer in time')})")
-    _hub_state["answer"] = answer
-    return answer
-
-
-def go_offline() -> None:
-    """Make every later Hub call read the local cache only (no download attempts that would hang)."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    with contextlib.suppress(Exception):
-        import huggingface_hub.constants as hf_constants
-
-        hf_constants.HF_HUB_OFFLINE = True
-
-
-def _in_hub_cache(repo_id: str) -> bool:
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    snapshots = Path(HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
-    return snapshots.is_dir() and any(p.is_dir() and any(p.iterdir()) for p in snapshots.iterdir())
-
-
-def weights_reason(source: str | None, what: str) -> str | None:
-    """None when `source` (a local path or a Hub id) can be loaded now or downloaded; else why not."""
-    if source is None:
-        return None
-    text = str(source)
-    path = Path(text).expanduser()
-    if path.exists():
-        return None
-    if not _HUB_ID.match(text) or text.startswith((".", "/", "~")) or text.endswith((".pt", ".pth", ".bin", ".onnx", ".safetensors")):
-        return f"{what}: {text} not found"
-    if _in_hub_cache(text):
-        return None
-    ok, why = hub_reachable()
-    return None if ok else f"{what}: {text} is not in the local Hugging Face cache and {why}"
-
-
-def resolve_profile(requested: str, weights: dict[str, str] | None = None) -> tuple[str, str | None]:
-    """The profile to run and, when `auto` had to fall back to tiny, the sentence that says so."""
-    if requested not in PROFILES:
-        raise StyleIDError(f"--profile must be one of {', '.join(PROFILES)}, got {requested!r}")
-    if requested != "auto":
-        return requested, None
-    source = (weights or {}).get("styleid", DEFAULT_WEIGHTS["styleid"])
-    reason = weights_reason(source, "StyleID encoder")
-    if reason is None:
-        return DEFAULT_REAL_PROFILE, None
-    return "tiny", f"The real model weights cannot be reached ({reason}), so the demo fell back to `--profile tiny`."
-
-
-def parse_weight_overrides(items: list[str] | None) -> dict[str, str]:
-    """`--model KEY=VALUE` → {KEY: VALUE}. Keys: styleid, arcface, clip, jojogan.stylegan_ckpt,
-    jojogan.e4e_ckpt, and FRAMEWORK.ARG for the stylizers' from_pretrained (e.g. instantid.base_model)."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key or not value.strip():
-            raise StyleIDError(f"--model {item!r}: expected KEY=VALUE, e.g. --model styleid=/path/to/styleid")
-        head = key.split(".", 1)[0]
-        if key not in DEFAULT_WEIGHTS and head not in FRAMEWORKS:
-            raise StyleIDError(f"--model {item!r}: unknown key {key!r}; use one of {', '.join(DEFAULT_WEIGHTS)} or "
-                               f"{'/'.join(FRAMEWORKS)}.ARGUMENT (an argument of that stylizer's from_pretrained)")
-        out[key] = value.strip()
-    return out
-
-
-def _coerce(value: str) -> Any:
-    low = value.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low == "none":
-        return None
-    return value
-
 
 # ----------------------------------------------------------------------------------------- the registry
 
@@ -355,7 +194,7 @@ class Models:
             return JoJoGAN.tiny(device=self.device)
         for key in ("jojogan.stylegan_ckpt", "jojogan.e4e_ckpt"):
             if not Path(self.weights[key]).expanduser().is_file():
-                raise StyleIDError(f"{self.weights[key]} not found (pass --model {key}=PATH)")
+                raise StyleIDError(f"{self.weights[key]} not found (pass --weights {key}=PATH)")
         return JoJoGAN.from_pretrained(self.weights["jojogan.stylegan_ckpt"], self.weights["jojogan.e4e_ckpt"],
                                        device=self.device, detector=self.detector)
 
@@ -394,7 +233,7 @@ class Models:
             return str(err)
         if self.tiny:
             return None
-        # the Hub ids / folders from_pretrained would load (its defaults, with --model overrides)
+        # the Hub ids / folders from_pretrained would load (its defaults, with --weights overrides)
         params = inspect.signature(cls.from_pretrained).parameters
         given = self._framework_kwargs(framework)
         for arg, p in params.items():
@@ -410,7 +249,7 @@ class Models:
             return None
         missing = [k for k in ("jojogan.stylegan_ckpt", "jojogan.e4e_ckpt") if not Path(self.weights[k]).expanduser().is_file()]
         if missing:
-            return f"{self.weights[missing[0]]} not found (pass --model {missing[0]}=PATH)"
+            return f"{self.weights[missing[0]]} not found (pass --weights {missing[0]}=PATH)"
         return None
 
 

@@ -15,7 +15,8 @@ from PIL import Image
 from styleid_guidance.errors import NoFaceError, StyleIDError
 
 from .limits import Limits, display_name, open_image
-from .profiles import FRAMEWORK_LABELS, FRAMEWORKS, Models
+from .profiles import Models
+from .weights import FRAMEWORK_LABELS, FRAMEWORKS
 from .render import Cell, image_grid
 from .scoring import Prepared, caption, no_face_note, prepare, score
 
@@ -83,7 +84,7 @@ def run_stylize(models: Models, face_path: str | os.PathLike | None, style: str 
     callbacks = {}
     for loss_name, label in GUIDANCE_ROWS[1:]:
         try:
-            from styleid_guidance.integrations.diffusers import IdentityGuidanceCallback
+            from styleid_guidance.integrations import IdentityGuidanceCallback
 
             progress(0.02, desc=f"loading {label.split('-')[0]} for guidance")
             loss = models.identity_loss(loss_name, reference=face)

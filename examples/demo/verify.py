@@ -10,7 +10,8 @@ from PIL import Image
 from styleid_guidance.errors import StyleIDError
 
 from .limits import Limits, display_name, open_image
-from .profiles import IDENTITY_LABELS, IDENTITY_MODELS, Models
+from .profiles import Models
+from .weights import IDENTITY_LABELS, IDENTITY_MODELS
 from .render import similarity_chart
 from .scoring import THRESHOLDS, no_face_note, prepare, score, verdict
 

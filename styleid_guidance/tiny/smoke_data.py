@@ -1,6 +1,6 @@
 """Synthetic StyleBench-like data so the train → eval loop runs offline in minutes on a CPU.
 
-    python -m train.smoke_data OUT [--train-ids 48] [--eval-ids 16] [--levels 1,3,5,7] [--size 96]
+    styleid smoke-data OUT [--train-ids 48] [--eval-ids 16] [--levels 1,3,5,7] [--image-size 96]
 
 Each identity is a procedurally drawn face with its own geometry (face shape, eye spacing and size,
 nose, mouth, ears, hairline) and colours (skin, hair, irises), plus accessories (glasses, beard).
@@ -28,18 +28,17 @@ another held-out identity's source (label 0).
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from styleid_guidance.errors import StyleIDError, run_cli
+from ..errors import StyleIDError
 
 # method -> styles used for training identities / styles kept for the cross-style split
 TRAIN_STYLES = {"toon": ("orc", "pop", "noir"), "paint": ("sepia", "pastel", "ink")}
@@ -230,11 +229,11 @@ def make_smoke_dataset(out: str | Path, train_ids: int = 48, eval_ids: int = 16,
                        size: int = 96, seed: int = 0) -> dict[str, Path]:
     """Write the smoke dataset; returns {"train": folder, "eval": folder, "pairs": csv path}."""
     if train_ids < 2 or eval_ids < 2:
-        raise StyleIDError("--train-ids and --eval-ids must each be at least 2")
+        raise StyleIDError("the training and held-out identity counts must each be at least 2")
     if not levels or any(not 1 <= lv <= 7 for lv in levels):
-        raise StyleIDError(f"--levels must be integers in 1..7, got {list(levels)}")
+        raise StyleIDError(f"levels must be integers in 1..7, got {list(levels)}")
     if size < 32:
-        raise StyleIDError(f"--size must be at least 32 px, got {size}")
+        raise StyleIDError(f"image size must be at least 32 px, got {size}")
     out = Path(out)
     names = [f"{i:05d}" for i in range(train_ids + eval_ids)]
     params = {n: FaceParams.random(np.random.default_rng([seed, int(n)])) for n in names}
@@ -261,23 +260,22 @@ def make_smoke_dataset(out: str | Path, train_ids: int = 48, eval_ids: int = 16,
     return {"train": train_root, "eval": eval_root, "pairs": pairs}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.smoke_data", description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", help="output folder")
-    parser.add_argument("--train-ids", type=int, default=48, help="training identities (default 48)")
-    parser.add_argument("--eval-ids", type=int, default=16, help="held-out identities for pairs.csv (default 16)")
-    parser.add_argument("--levels", default="1,3,5,7", help="strength levels 1..7, comma-separated (default 1,3,5,7)")
-    parser.add_argument("--size", type=int, default=96, help="image side in px (default 96)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        levels = [int(v) for v in args.levels.split(",") if v.strip()]
-    except ValueError:
-        raise StyleIDError(f"--levels must be comma-separated integers, got {args.levels!r}") from None
-    paths = make_smoke_dataset(args.out, args.train_ids, args.eval_ids, levels, args.size, args.seed)
+def register(sub: Any) -> None:
+    """`styleid smoke-data OUT`."""
+    from ..cli import args as common
+
+    p = sub.add_parser("smoke-data", help="synthetic StyleBench-layout data (train + held-out + pairs.csv) for CPU smoke runs",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("out", metavar="OUT", help="output folder")
+    p.add_argument("--train-ids", type=common.positive_int, default=48, help="training identities (default: %(default)s)")
+    p.add_argument("--eval-ids", type=common.positive_int, default=16, help="held-out identities for pairs.csv (default: %(default)s)")
+    common.add_levels(p, default="1,3,5,7")
+    p.add_argument("--image-size", type=common.positive_int, default=96, help="image side in px (default: %(default)s)")
+    common.add_seed(p)
+    p.set_defaults(func=run)
+
+
+def run(args: Any) -> int:
+    paths = make_smoke_dataset(args.out, args.train_ids, args.eval_ids, args.levels, args.image_size, args.seed)
     print(f"wrote {paths['train']} (training), {paths['eval']} (held-out) and {paths['pairs']}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(run_cli(main, prog="python -m train.smoke_data"))

@@ -14,14 +14,12 @@ person (random fine layers, and one reference each). The loss is 0 at the start 
 and only pulls back when the style loss starts to move identity — which is exactly the drift
 StyleID should measure robustly across styles while ArcFace confuses style with identity.
 
-CLI: `styleid-jojogan STYLE.png [...] --output style.pt` (also `python -m jojogan.train`).
+CLI: `styleid jojogan train STYLE.png [...] --output style.pt` (see `jojogan/cli.py`).
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -30,39 +28,18 @@ from torch import Tensor
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from styleid_guidance.errors import StyleIDError, run_cli
+from styleid_guidance.errors import StyleIDError
 from styleid_guidance.images import atomic_write
 
-from .checkpoints import load_checkpoint
+from .config import ID_LOSSES, FinetuneConfig  # noqa: F401  (re-exported: the loop's settings)
 from .stylegan2 import Discriminator, Generator
 
 # Colour-preserving swap set of the JoJoGAN notebook (for 18 w+ layers); smaller generators keep
 # the entries they have.
 PRESERVE_COLOR_LAYERS = (9, 11, 15, 16, 17)
 FIRST_SWAP_LAYER = 7
-ID_LOSSES = ("styleid", "arcface", "none")
 
 Progress = Callable[[int, int, dict], None]
-
-
-@dataclass
-class FinetuneConfig:
-    num_iter: int = 300
-    lr: float = 2e-3
-    alpha: float = 1.0  # style strength in [0, 1] (the notebook's slider): 1 = swapped layers fully random
-    preserve_color: bool = False
-    id_weight: float = 1.0  # not stated in the paper; 1 x (1 - cos) is of the order of the style loss
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.num_iter < 1:
-            raise StyleIDError(f"num_iter must be >= 1, got {self.num_iter}")
-        if not self.lr > 0:
-            raise StyleIDError(f"lr must be > 0, got {self.lr}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise StyleIDError(f"alpha must be in [0, 1] (style strength), got {self.alpha}")
-        if self.id_weight < 0:
-            raise StyleIDError(f"id_weight must be >= 0, got {self.id_weight}")
 
 
 def swap_layers(n_latent: int, preserve_color: bool = False) -> list[int]:
@@ -177,77 +154,3 @@ def finetune(generator: Generator, discriminator: Discriminator, style_latents: 
         if sample_every and sample_dir is not None and ((i + 1) % sample_every == 0 or i + 1 == config.num_iter):
             save_grid(sample_grid(frozen, student, probes), Path(sample_dir) / f"iter_{i + 1:04d}.png")
     return student.eval().requires_grad_(False)
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="styleid-jojogan", description="One-shot JoJoGAN fine-tuning with an identity loss.")
-    p.add_argument("style_images", nargs="+", help="style reference image(s) (faces)")
-    p.add_argument("--output", "-o", required=True, help="style checkpoint to write ({'g': ...}, upstream format)")
-    p.add_argument("--stylegan_ckpt", default="models/stylegan2-ffhq-config-f.pt", help="rosinality StyleGAN2 checkpoint (g_ema, d)")
-    p.add_argument("--e4e_ckpt", default="models/e4e_ffhq_encode.pt", help="e4e encoder checkpoint")
-    p.add_argument("--latents", nargs="+", default=None, help="saved w+ per style image (.pt with 'latent'), instead of e4e inversion")
-    p.add_argument("--size", type=int, default=None, help="generator resolution (default 1024, the FFHQ checkpoint; 64 with --tiny)")
-    p.add_argument("--id_loss", choices=ID_LOSSES, default="styleid", help="identity term (none = upstream JoJoGAN)")
-    p.add_argument("--id_weight", type=float, default=FinetuneConfig.id_weight)
-    p.add_argument("--id_model", default=None, help="identity model: Hub id or local path (default: released StyleID / facexlib ArcFace)")
-    p.add_argument("--num_iter", type=int, default=FinetuneConfig.num_iter)
-    p.add_argument("--lr", type=float, default=FinetuneConfig.lr)
-    p.add_argument("--alpha", type=float, default=FinetuneConfig.alpha, help="style strength in [0, 1]")
-    p.add_argument("--preserve_color", action="store_true", help="swap only layers 9, 11, 15-17 to keep the photo's colours")
-    p.add_argument("--seed", type=int, default=FinetuneConfig.seed)
-    p.add_argument("--no_align", action="store_true", help="images are already FFHQ-aligned: centre-crop instead of detecting")
-    p.add_argument("--detector", choices=("retinaface", "mtcnn"), default=None, help="face detector (default retinaface; mtcnn with --tiny)")
-    p.add_argument("--model_rootpath", default=None, help="folder with facexlib weights (detector, ArcFace)")
-    p.add_argument("--sample_every", type=int, default=50, help="write a before/after grid every N iterations (0 = off)")
-    p.add_argument("--sample_dir", default=None, help="folder for sample grids (default: OUTPUT_samples/)")
-    p.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
-    p.add_argument("--tiny", action="store_true", help="random tiny models instead of checkpoints (offline smoke test)")
-    return p
-
-
-def _load_latents(paths: Sequence[str], n_latent: int) -> Tensor:
-    out = []
-    for path in paths:
-        data = load_checkpoint(path, "w+ latent", "--latents")
-        latent = data.get("latent")
-        if not isinstance(latent, Tensor) or latent.shape[-2] != n_latent:
-            raise StyleIDError(f"{path}: expected {{'latent': tensor[{n_latent}, D]}} (a saved e4e inversion); check --latents")
-        out.append(latent.reshape(n_latent, -1).float())
-    return torch.stack(out)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli(_main, argv, prog="styleid-jojogan")
-
-
-def _main(argv: Sequence[str] | None) -> int:
-    from .api import JoJoGAN
-
-    args = build_parser().parse_args(argv)
-    if args.latents is not None and len(args.latents) != len(args.style_images):
-        raise StyleIDError(f"--latents: got {len(args.latents)} files for {len(args.style_images)} style images; give one per image")
-    if args.tiny:
-        jj = JoJoGAN.tiny(size=args.size or 64, device=args.device or "cpu", seed=args.seed)
-    else:
-        jj = JoJoGAN.from_pretrained(args.stylegan_ckpt, args.e4e_ckpt, size=args.size or 1024, device=args.device)
-    jj.detector = args.detector or jj.detector
-    jj.model_rootpath = args.model_rootpath
-    output = Path(args.output)
-    sample_dir = args.sample_dir or str(output.with_name(output.stem + "_samples"))
-    latents = _load_latents(args.latents, jj.generator.n_latent) if args.latents else None
-    generator = jj.finetune(args.style_images, identity_loss=args.id_loss, id_weight=args.id_weight, num_iter=args.num_iter,
-                            preserve_color=args.preserve_color, alpha=args.alpha, lr=args.lr, seed=args.seed,
-                            align=not args.no_align, latents=latents, id_model=args.id_model,
-                            sample_every=args.sample_every, sample_dir=sample_dir if args.sample_every else None)
-    jj.save_style(generator, output, id_loss=args.id_loss, id_weight=args.id_weight, num_iter=args.num_iter,
-                  alpha=args.alpha, preserve_color=args.preserve_color, lr=args.lr, seed=args.seed,
-                  style_images=[str(s) for s in args.style_images])
-    print(f"wrote {output}" + (f" (samples in {sample_dir}/)" if args.sample_every else ""))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""`styleid demo`: the Gradio side-by-side demo.
+
+    styleid demo                      # real models when they can be had, else the offline tiny profile
+    styleid demo --profile tiny       # built-in tiny random models: the whole UI offline, outputs not meaningful
+    styleid demo --profile sdxl --weights instantid.base_model=/models/YamerMIX_v8
+    styleid demo --share              # a public gradio.live link (or --host 0.0.0.0 for your network)
+
+Serves on 127.0.0.1 only unless told otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+from typing import Any
+
+from styleid_guidance.cli import args as common
+from styleid_guidance.errors import StyleIDError
+
+from .weights import PROFILES
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("demo", help="the Gradio demo (Verify / Stylize / JoJoGAN) on 127.0.0.1", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", choices=PROFILES, default="auto",
+                   help="models: tiny (offline, random, not meaningful), sd15 (IP-Adapter), sdxl (+ InstantID), "
+                        "flux (+ InfiniteYou); auto = sd15 when its weights can be had, else tiny (default)")
+    common.add_model(p, default=None)
+    common.add_arcface_model(p)
+    p.add_argument("--weights", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Hub id or local path for one other component, e.g. jojogan.stylegan_ckpt=PATH, "
+                        "ip_adapter.base_model=ID, clip=ViT-B-16/openai (repeatable)")
+    common.add_device(p)
+    common.add_faces(p, crop=False)
+    g = p.add_argument_group("serving")
+    g.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    g.add_argument("--port", type=int, default=None, help="port (default: the first free one from 7860)")
+    g.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
+    g.add_argument("--concurrency", type=int, default=1, help="requests that run models at the same time (default 1)")
+    g.add_argument("--queue-size", type=int, default=16, help="requests that may wait in the queue (default 16)")
+    g.add_argument("--max-upload-mb", type=common.finite_float, default=10.0, help="largest upload in MB (default 10)")
+    g.add_argument("--max-side", type=int, default=4096, help="largest image side in pixels (default 4096)")
+    g.add_argument("--open-browser", action="store_true", help="open the page in a browser once it is up")
+    p.set_defaults(func=run)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    if args.port is not None and not 0 < args.port < 65536:
+        raise StyleIDError(f"--port must be from 1 to 65535, got {args.port}")
+    for flag, value in (("--concurrency", args.concurrency), ("--queue-size", args.queue_size), ("--max-side", args.max_side)):
+        if value < 1:
+            raise StyleIDError(f"--{flag.lstrip('-')} must be ≥ 1, got {value}")
+    if not args.max_upload_mb > 0:
+        raise StyleIDError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def weights_from(args: argparse.Namespace) -> dict[str, str]:
+    """--weights KEY=VALUE plus --model / --arcface-model, as the Models registry's weight table."""
+    from .weights import parse_weight_overrides
+
+    with common.for_option("--weights"):
+        weights = parse_weight_overrides(args.weights)
+    for key, flag in (("styleid", "--model"), ("arcface", "--arcface-model")):
+        if key in weights:
+            raise StyleIDError(f"--weights {key}=...: use {flag} for the {key} weights")
+    if args.model:
+        weights["styleid"] = args.model
+    if args.arcface_model:
+        weights["arcface"] = args.arcface_model
+    return weights
+
+
+def run(args: argparse.Namespace) -> int:
+    check_args(args)
+    log = logging.getLogger("styleid-demo")
+    if not log.handlers:  # our own lines only; the root logger stays as the libraries left it
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("styleid demo: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+    from .limits import Limits
+    from .profiles import Models
+    from .weights import go_offline, hub_reachable, resolve_profile
+
+    weights = weights_from(args)
+    profile, note = resolve_profile(args.profile, weights)
+    if note:
+        log.warning(note)
+    if profile != "tiny" and not hub_reachable()[0]:
+        go_offline()  # read the local cache only: no download attempt may hang a click
+    device = common.device_from(args)
+    models = Models(profile, device=str(device), weights=weights, detector=args.detector)
+    limits = Limits(max_upload_mb=args.max_upload_mb, max_side=args.max_side)
+    if profile == "tiny":
+        log.warning("tiny profile: built-in tiny random models, the outputs are NOT meaningful")
+    log.info("profile %s on %s", profile, models.device)
+    if not is_loopback(args.host):
+        log.warning("serving on %s: anyone who can reach this machine can use the demo", args.host)
+
+    from .app import CSS, build_app
+
+    demo = build_app(models, limits, fallback_note=note, concurrency=args.concurrency)
+    demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, inbrowser=args.open_browser,
+                max_file_size=limits.max_file_size, show_error=True, ssr_mode=False, css=CSS)
+    return 0

@@ -1,0 +1,173 @@
+"""`styleid jojogan train` and `styleid jojogan stylize`: JoJoGAN one-shot stylisation with an identity loss.
+
+    styleid jojogan train style.jpg -o my_style.pt --id_loss styleid      # or arcface / none
+    styleid jojogan stylize face.jpg --style-ckpt my_style.pt -o stylized/ --side-by-side
+    styleid jojogan train style.jpg -o tiny.pt --tiny                     # random tiny models, offline
+
+The flags JoJoGAN users know keep their underscore spelling as an alias (`--id_loss`, `--num_iter`,
+`--preserve_color`, `--stylegan_ckpt`, `--e4e_ckpt`, `--style_ckpt`, ...); `--id_loss` is the name
+the README uses.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..cli import args as common
+from ..errors import StyleIDError
+from .config import ID_LOSSES, FinetuneConfig
+
+DEFAULT_STYLEGAN = "models/stylegan2-ffhq-config-f.pt"
+DEFAULT_E4E = "models/e4e_ffhq_encode.pt"
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--e4e-ckpt", "--e4e_ckpt", dest="e4e_ckpt", default=DEFAULT_E4E, metavar="PATH",
+                   help="e4e encoder checkpoint (default: %(default)s)")
+    p.add_argument("--no-align", "--no_align", dest="no_align", action="store_true",
+                   help="the images are already FFHQ-aligned: centre-crop instead of detecting the face")
+    common.add_faces(p, crop=False)
+    common.add_device(p)
+    common.add_tiny(p)
+    common.add_seed(p)
+
+
+def register(sub: Any) -> None:
+    jj = sub.add_parser("jojogan", help="JoJoGAN one-shot fine-tuning with an identity loss, and stylising with the result",
+                        description=__doc__.split("\n\n")[0])
+    jsub = jj.add_subparsers(dest="jojogan_command", required=True, metavar="COMMAND")
+
+    t = jsub.add_parser("train", help="fine-tune StyleGAN2 on style reference(s); writes an upstream-format style checkpoint",
+                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("style_images", nargs="+", metavar="STYLE", help="style reference image(s) (faces)")
+    common.add_output(t, "style checkpoint to write (.pt, upstream JoJoGAN format {'g': ...})")
+    t.add_argument("--stylegan-ckpt", "--stylegan_ckpt", dest="stylegan_ckpt", default=DEFAULT_STYLEGAN, metavar="PATH",
+                   help="rosinality StyleGAN2 checkpoint with g_ema and d (default: %(default)s)")
+    t.add_argument("--latents", nargs="+", default=None, metavar="PT",
+                   help="saved w+ per style image (.pt with 'latent'), instead of e4e inversion")
+    t.add_argument("--size", type=common.positive_int, default=None,
+                   help="generator resolution, a power of two ≥ 16 (default: 1024, the FFHQ checkpoint; 64 with --tiny)")
+    d = FinetuneConfig()
+    g = t.add_argument_group("identity term")
+    g.add_argument("--id-loss", "--id_loss", dest="id_loss", choices=ID_LOSSES, default="styleid",
+                   help="identity model of the identity term; none = upstream JoJoGAN (default: %(default)s)")
+    g.add_argument("--id-weight", "--id_weight", dest="id_weight", type=common.finite_float, default=d.id_weight,
+                   help="weight of the identity term (default: %(default)s)")
+    common.add_model(g)
+    common.add_arcface_model(g)
+    g = t.add_argument_group("fine-tuning")
+    g.add_argument("--max-steps", "--num-iter", "--num_iter", dest="max_steps", type=common.positive_int, default=d.num_iter,
+                   help="fine-tuning iterations (default: %(default)s)")
+    g.add_argument("--lr", type=common.finite_float, default=d.lr, help="Adam learning rate (default: %(default)s)")
+    g.add_argument("--alpha", type=common.finite_float, default=d.alpha, help="style strength in [0, 1] (default: %(default)s)")
+    g.add_argument("--preserve-color", "--preserve_color", dest="preserve_color", action="store_true",
+                   help="swap only w+ layers 9, 11, 15-17, keeping the photo's colours")
+    g.add_argument("--sample-every", "--sample_every", dest="sample_every", type=int, default=50,
+                   help="write a before/after grid every N iterations; 0 = off (default: %(default)s)")
+    g.add_argument("--sample-dir", "--sample_dir", dest="sample_dir", default=None, metavar="DIR",
+                   help="folder for the sample grids (default: OUTPUT_samples/)")
+    _add_common(t)
+    t.set_defaults(func=run_train)
+
+    s = jsub.add_parser("stylize", help="apply a style checkpoint to face photos",
+                        description="Align each face, invert it with e4e and render it with the fine-tuned generator; "
+                                    "writes OUTPUT/<face>_<style>.png.")
+    s.add_argument("faces", nargs="+", metavar="FACE", help="face photos")
+    s.add_argument("--style-ckpt", "--style_ckpt", dest="style_ckpt", required=True, metavar="PT",
+                   help="style checkpoint written by `styleid jojogan train` (or an upstream JoJoGAN .pt)")
+    common.add_output(s, "folder for the results (default: stylized)", required=False, default="stylized")
+    s.add_argument("--side-by-side", "--side_by_side", dest="side_by_side", action="store_true",
+                   help="save the aligned input and the result next to each other")
+    _add_common(s)
+    s.set_defaults(func=run_stylize)
+
+
+def _load_latents(paths: Sequence[str], n_latent: int) -> Any:
+    import torch
+
+    from . import checkpoints
+
+    out = []
+    for path in paths:
+        data = checkpoints.load_checkpoint(path, "w+ latent")
+        latent = data.get("latent")
+        if not isinstance(latent, torch.Tensor) or latent.shape[-2] != n_latent:
+            raise StyleIDError(f"--latents {path}: expected {{'latent': tensor[{n_latent}, D]}} (a saved e4e inversion)")
+        out.append(latent.reshape(n_latent, -1).float())
+    return torch.stack(out)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .api import JoJoGAN
+
+    if args.latents is not None and len(args.latents) != len(args.style_images):
+        raise StyleIDError(f"--latents: got {len(args.latents)} files for {len(args.style_images)} style images; give one per image")
+    device = common.device_from(args)
+    if args.tiny:
+        jj = JoJoGAN.tiny(size=args.size or 64, device=device, seed=args.seed)
+    else:
+        from . import checkpoints
+
+        size = args.size or 1024
+        with common.for_option("--stylegan-ckpt"):
+            generator, discriminator = checkpoints.load_stylegan(args.stylegan_ckpt, size=size)
+        with common.for_option("--e4e-ckpt"):
+            inverter = checkpoints.load_e4e(args.e4e_ckpt, stylegan_size=size)
+        jj = JoJoGAN(generator, discriminator, inverter, device=device)
+    jj.detector = args.detector or jj.detector
+    jj.model_rootpath = args.model_rootpath
+    output = Path(args.output)
+    sample_dir = args.sample_dir or str(output.with_name(output.stem + "_samples"))
+    latents = _load_latents(args.latents, jj.generator.n_latent) if args.latents else None
+    id_model = args.model if args.id_loss == "styleid" else args.arcface_model
+    if args.tiny and args.model == common.RELEASED_MODEL:
+        id_model = None  # --tiny: the tiny random identity models
+    generator = jj.finetune(args.style_images, identity_loss=args.id_loss, id_weight=args.id_weight, num_iter=args.max_steps,
+                            preserve_color=args.preserve_color, alpha=args.alpha, lr=args.lr, seed=args.seed,
+                            align=not args.no_align, latents=latents, id_model=id_model,
+                            sample_every=args.sample_every, sample_dir=sample_dir if args.sample_every else None)
+    jj.save_style(generator, output, id_loss=args.id_loss, id_weight=args.id_weight, num_iter=args.max_steps,
+                  alpha=args.alpha, preserve_color=args.preserve_color, lr=args.lr, seed=args.seed,
+                  style_images=[str(s) for s in args.style_images])
+    print(f"wrote {output}" + (f" (samples in {sample_dir}/)" if args.sample_every else ""))
+    return 0
+
+
+def run_stylize(args: argparse.Namespace) -> int:
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from ..images import atomic_write
+    from . import checkpoints
+    from .api import JoJoGAN
+
+    device = common.device_from(args)
+    with common.for_option("--style-ckpt", args.style_ckpt):
+        generator = checkpoints.load_style(args.style_ckpt)
+    if args.tiny:
+        jj = JoJoGAN.tiny(size=generator.size, device=device, seed=args.seed)
+        with common.for_option("--style-ckpt", args.style_ckpt):
+            generator = jj.load_style(args.style_ckpt)  # checks it was made with --tiny
+    else:  # stylizing needs no discriminator
+        with common.for_option("--e4e-ckpt", args.e4e_ckpt):
+            inverter = checkpoints.load_e4e(args.e4e_ckpt, stylegan_size=generator.size)
+        jj = JoJoGAN(generator, None, inverter, device=device)
+    jj.detector = args.detector or jj.detector
+    jj.model_rootpath = args.model_rootpath
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    style = Path(args.style_ckpt).stem
+    for face in tqdm(args.faces, desc="stylize", disable=len(args.faces) < 2):
+        aligned = jj.align(face, align=not args.no_align)
+        result = jj.stylize(aligned, generator, align=False)
+        if args.side_by_side:
+            pair = Image.new("RGB", (2 * jj.size, jj.size))
+            pair.paste(aligned, (0, 0))
+            pair.paste(result, (jj.size, 0))
+            result = pair
+        path = out_dir / f"{Path(face).stem}_{style}.png"
+        with atomic_write(path) as tmp:
+            result.save(tmp, format="PNG")
+        print(path)
+    return 0

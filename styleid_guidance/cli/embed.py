@@ -1,0 +1,82 @@
+"""`styleid embed FOLDER -o embeddings.safetensors`: embed every image of a folder (recursively).
+
+`.safetensors` holds the embeddings and, in its metadata, the file names and model: one file, so
+names and rows cannot get out of step. `.npy` writes the array plus `NAME.files.txt` (one relative
+path per row).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import StyleIDError
+from . import args as common
+
+SUFFIXES = (".npy", ".safetensors")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("embed", help="embed every image of a folder to .safetensors or .npy", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", metavar="FOLDER", help="folder of images (searched recursively)")
+    common.add_output(p, "output file: .safetensors (embeddings + file names) or .npy (+ .files.txt)")
+    common.add_model(p)
+    common.add_faces(p)
+    common.add_device(p)
+    common.add_batch_size(p)
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images or images without a face instead of stopping")
+    common.add_progress(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..images import atomic_write, list_images
+
+    out = Path(args.output)
+    if out.suffix not in SUFFIXES:
+        raise StyleIDError(f"--output {out}: use a .npy or .safetensors file name")
+    files = list_images(args.folder)
+    if not files:
+        raise StyleIDError(f"{args.folder}: no images (.png, .jpg, .webp ...) found")
+    encoder = common.load_encoder(args)
+    detector = args.detector or "retinaface"
+    chunks, kept, skipped = [], [], []
+    with torch.inference_mode():
+        for i in tqdm(range(0, len(files), args.batch_size), desc="embedding", unit="batch", disable=args.no_progress):
+            batch = files[i : i + args.batch_size]
+            if args.skip_bad:
+                for f in batch:
+                    try:
+                        chunks.append(encoder.embed([f], crop=args.crop, detector=detector, model_rootpath=args.model_rootpath).cpu())
+                        kept.append(f)
+                    except StyleIDError as err:
+                        skipped.append(str(err))
+            else:
+                chunks.append(encoder.embed(batch, crop=args.crop, detector=detector, model_rootpath=args.model_rootpath).cpu())
+                kept.extend(batch)
+    if not chunks:
+        raise StyleIDError(f"{args.folder}: no image could be embedded ({skipped[0] if skipped else 'empty'})")
+    emb = torch.cat(chunks).float()
+    names = [str(f.relative_to(args.folder)) for f in kept]
+    if out.suffix == ".npy":
+        with atomic_write(out) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, emb.numpy())
+        with atomic_write(out.with_suffix(".files.txt")) as tmp:
+            tmp.write_text("\n".join(names) + "\n")
+    else:
+        from safetensors.torch import save_file
+
+        with atomic_write(out) as tmp:
+            save_file({"embeddings": emb.contiguous()}, str(tmp), metadata={"files": json.dumps(names), "model": str(args.model)})
+    print(f"wrote {len(names)} embeddings of dimension {emb.shape[1]} to {out}")
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable images, e.g. {skipped[0]}", file=sys.stderr)
+    return 0
