@@ -163,7 +163,7 @@ def tiny_decoder_for(stylizer, profile: str, device: torch.device):
 
 
 def bench_pipeline(name: str, args, device: torch.device, face) -> list[tuple[str, float, tuple[int, int]]]:
-    from styleid_guidance.integrations.diffusers import IdentityGuidanceCallback
+    from styleid_guidance.integrations import IdentityGuidanceCallback
 
     print(f"\n== {name} ({args.profile}) == building…", flush=True)
     stylizer = build_stylizer(name, args.profile, device)

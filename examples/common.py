@@ -71,7 +71,7 @@ def build_scorers(args: argparse.Namespace, reference: PIL.Image.Image) -> dict[
 
 
 def build_guidance(args: argparse.Namespace, identity_loss: torch.nn.Module):
-    from styleid_guidance.integrations.diffusers import IdentityGuidanceCallback
+    from styleid_guidance.integrations import IdentityGuidanceCallback
 
     decoder = None
     if args.guidance_decoder:

@@ -63,7 +63,7 @@ def main(argv=None) -> int:
         return stylizer(face, prompt, strength_level=strength_level, identity_guidance=identity_guidance, seed=seed, **overrides)
 
     grid = guided_comparison(stylize, face, prompt, args.levels, guidance, scorers, args.seed,
-                             title=f"InfiniteYou: {prompt!r}, seed {args.seed}, guidance {args.mode} scale {guidance.scale}")
+                             title=f"InfiniteYou: {prompt!r}, seed {args.seed}, guidance {args.mode} scale {guidance.config.scale}")
     print(f"saved {save_png(grid, args.out)}")
     return 0
 

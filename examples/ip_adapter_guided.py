@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     guidance = build_guidance(args, scorers["StyleID"])
     prompt = style_prompt(args.style)
     grid = guided_comparison(stylizer, face, prompt, args.levels, guidance, scorers, args.seed,
-                             title=f"IP-Adapter {stylizer.variant}: {prompt!r}, seed {args.seed}, guidance {args.mode} scale {guidance.scale}")
+                             title=f"IP-Adapter {stylizer.variant}: {prompt!r}, seed {args.seed}, guidance {args.mode} scale {guidance.config.scale}")
     print(f"saved {save_png(grid, args.out)}")
     return 0
 

@@ -1,4 +1,12 @@
-"""Adapters that plug the StyleID identity losses into generation frameworks (diffusers sampling)."""
+"""Adapters that plug the StyleID identity losses into generation frameworks (diffusers sampling).
+
+    from styleid_guidance.integrations import IdentityGuidanceCallback, prepare_guidance_kwargs
+
+Modules, by concern: `callback` (IdentityGuidanceCallback), `composition` (prepare_guidance_kwargs),
+`schedulers` (exact x0 recovery and the x0 → latents map per scheduler), `latents` (FLUX unpacking and the
+differentiable decode), `hooks` (what `attach` installs on a pipeline). The names below are imported on first
+use, so `import styleid_guidance.integrations` does not load diffusers.
+"""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -6,9 +14,14 @@ from typing import TYPE_CHECKING
 from styleid_guidance.lazy import lazy_exports
 
 _EXPORTS = {
-    "IdentityGuidanceCallback": "diffusers",
-    "prepare_guidance_kwargs": "diffusers",
-    "SUPPORTED_SCHEDULERS": "diffusers",
+    "IdentityGuidanceCallback": "callback",
+    "prepare_guidance_kwargs": "composition",
+    "SUPPORTED_SCHEDULERS": "schedulers",
+    "check_scheduler": "schedulers",
+    "recover_x0": "schedulers",
+    "x0_from_xt": "schedulers",
+    "unpack_flux_latents": "latents",
+    "decode_latents": "latents",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -18,4 +31,7 @@ __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:
-    from .diffusers import SUPPORTED_SCHEDULERS, IdentityGuidanceCallback, prepare_guidance_kwargs
+    from .callback import IdentityGuidanceCallback
+    from .composition import prepare_guidance_kwargs
+    from .latents import decode_latents, unpack_flux_latents
+    from .schedulers import SUPPORTED_SCHEDULERS, check_scheduler, recover_x0, x0_from_xt

@@ -143,7 +143,7 @@ class InfiniteYouPipeline(FluxControlNetPipeline):
             control_image = PIL.Image.new("RGB", (cfg["width"], cfg["height"]))
         id_tokens = self.encode_identity(id_embeds, num_images_per_prompt)
 
-        from styleid_guidance.integrations.diffusers import prepare_guidance_kwargs
+        from styleid_guidance.integrations.composition import prepare_guidance_kwargs
 
         guidance_kwargs = prepare_guidance_kwargs(self, identity_guidance, callback_on_step_end, callback_on_step_end_tensor_inputs)
         with self.controlnet.identity(id_tokens, infusenet_guidance_scale):

@@ -262,7 +262,7 @@ class StableDiffusionXLInstantIDPipeline(StableDiffusionXLControlNetPipeline):
             negative_prompt_embeds = torch.cat(
                 [negative_prompt_embeds, negative_id_tokens.expand(negative_prompt_embeds.shape[0], -1, -1).to(prompt_embeds.dtype)], dim=1)
 
-        from styleid_guidance.integrations.diffusers import prepare_guidance_kwargs
+        from styleid_guidance.integrations.composition import prepare_guidance_kwargs
 
         return super().__call__(
             image=image,

@@ -258,7 +258,7 @@ class IPAdapterStylizer:
         callback_on_step_end_tensor_inputs: list[str] | None = None,
         **overrides: Any,
     ) -> PIL.Image.Image:
-        from styleid_guidance.integrations.diffusers import prepare_guidance_kwargs
+        from styleid_guidance.integrations.composition import prepare_guidance_kwargs
 
         face = load_image(face)
         settings = {**ip_adapter_preset(strength_level), **self.defaults, **overrides}

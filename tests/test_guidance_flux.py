@@ -5,7 +5,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
-from styleid_guidance.integrations.diffusers import IdentityGuidanceCallback, prepare_guidance_kwargs
+from styleid_guidance.integrations import IdentityGuidanceCallback, prepare_guidance_kwargs
 from styleid_guidance.pipelines.tiny import seeded
 from styleid_guidance import StyleIDEncoder, StyleIDLoss
 

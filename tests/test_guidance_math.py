@@ -12,7 +12,7 @@ from diffusers import (
     PNDMScheduler,
 )
 
-from styleid_guidance.integrations.diffusers import SUPPORTED_SCHEDULERS, check_scheduler, recover_x0, unpack_flux_latents, x0_from_xt
+from styleid_guidance.integrations import SUPPORTED_SCHEDULERS, check_scheduler, recover_x0, unpack_flux_latents, x0_from_xt
 from styleid_guidance.errors import StyleIDError
 
 SD_BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")

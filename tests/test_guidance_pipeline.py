@@ -7,9 +7,9 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler, StableDiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
-from styleid_guidance.integrations.diffusers import IdentityGuidanceCallback, prepare_guidance_kwargs
+from styleid_guidance.integrations import IdentityGuidanceCallback, prepare_guidance_kwargs
 from styleid_guidance.pipelines.tiny import tiny_sd15_components, tiny_taesd
-from styleid_guidance import StyleIDEncoder, StyleIDLoss
+from styleid_guidance import StyleIDEncoder, StyleIDLoss, build_identity_loss
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.faces import FaceRegion
 
@@ -196,16 +196,19 @@ def test_low_precision_denoiser_and_fp16_vae(loss):
     assert next(iter(cb._fp32_decoders.values())).dtype == torch.float32
 
 
-def test_face_region_box_and_bad_settings(pipe, unguided, loss):
+def test_face_region_box_and_bad_settings(pipe, unguided, loss, astronaut):
     box = (8, 8, 56, 56)
-    cb = IdentityGuidanceCallback(loss, scale=0.3, end=1.0, face_region=box)
+    region = FaceRegion.from_box(box, (64, 64))
+    # the identity loss owns the face crop: the box is where the face lies in the generated 64-px image
+    box_loss = build_identity_loss("styleid", reference=astronaut, model=loss.model, device="cpu", crop="face",
+                                   face_region=region, detector="mtcnn")
+    cb = IdentityGuidanceCallback(box_loss, scale=0.3, end=1.0)
     guided = _run(pipe, cb)
     # guidance optimises the identity of the boxed face, so judge it there
-    region = FaceRegion.from_box(box, (64, 64))
     face = lambda images: region.crop(images, 64, "styleid")  # noqa: E731
     assert loss.similarity(face(guided)).item() > loss.similarity(face(unguided)).item()
     with pytest.raises(StyleIDError, match="box"):
-        IdentityGuidanceCallback(loss, face_region=(10, 10, 5, 50))
+        FaceRegion.from_box((10, 10, 5, 50), (64, 64))
     with pytest.raises(StyleIDError, match="mode"):
         IdentityGuidanceCallback(loss, mode="pixels")
     with pytest.raises(StyleIDError, match="start"):
@@ -223,7 +226,7 @@ def test_unsupported_scheduler_is_a_clear_error(loss):
 @pytest.mark.parametrize("scheduler", [DDIMScheduler, EulerDiscreteScheduler])
 def test_x0_in_a_running_pipeline_matches_pred_original_sample(loss, scheduler):
     """Inside a real CFG run, latents + noise_pred from the callback give the scheduler's own x0 to 1e-4."""
-    from styleid_guidance.integrations.diffusers import recover_x0
+    from styleid_guidance.integrations import recover_x0
 
     p = _pipe(scheduler)
     IdentityGuidanceCallback(loss).attach(p)

@@ -9,7 +9,7 @@ import torch
 from diffusers import FluxControlNetPipeline, FluxPipeline
 from PIL import Image
 
-from styleid_guidance.integrations.diffusers import IdentityGuidanceCallback
+from styleid_guidance.integrations import IdentityGuidanceCallback
 from styleid_guidance.pipelines.infiniteyou import InfiniteYouPipeline, InfiniteYouStylizer, InfuseNet
 from styleid_guidance.pipelines.tiny_controlnet import tiny_flux_controlnet_components, tiny_infiniteyou_state_dict
 from styleid_guidance.errors import NoFaceError, StyleIDError

@@ -9,7 +9,7 @@ import torch
 from diffusers import StableDiffusionXLControlNetPipeline
 from PIL import Image
 
-from styleid_guidance.integrations.diffusers import IdentityGuidanceCallback
+from styleid_guidance.integrations import IdentityGuidanceCallback
 from styleid_guidance.pipelines.instantid import (
     KPS_COLORS,
     IdentityNet,

@@ -7,7 +7,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
 
-from styleid_guidance.integrations.diffusers import IdentityGuidanceCallback
+from styleid_guidance.integrations import IdentityGuidanceCallback
 from styleid_guidance.pipelines.ip_adapter import (
     IPAdapterStylizer,
     face_id_embeds,
@@ -17,7 +17,7 @@ from styleid_guidance.pipelines.ip_adapter import (
 )
 from styleid_guidance.pipelines.presets import ip_adapter_preset
 from styleid_guidance.pipelines.tiny import tiny_ip_adapter_state_dict, tiny_sd15_components
-from styleid_guidance import StyleIDEncoder, StyleIDLoss
+from styleid_guidance import StyleIDEncoder, StyleIDLoss, build_identity_loss
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.faces import FaceRegion
 
@@ -124,9 +124,11 @@ def test_stylizer_guidance_raises_identity_similarity(stylizer, astronaut, loss)
 
 
 def test_face_region_from_the_reference_photo(stylizer, astronaut, loss):
-    cb = IdentityGuidanceCallback(loss, scale=0.3, end=1.0, face_region=astronaut, detector="mtcnn")
-    assert isinstance(cb.face_region, FaceRegion)
-    x, y = cb.face_region.landmarks[2]  # the nose lies inside the image, in normalised coordinates
+    # the identity loss owns the face crop: crop="face" keeps the reference photo's landmarks for generated images
+    face_loss = build_identity_loss("styleid", reference=astronaut, model=loss.model, device="cpu", crop="face", detector="mtcnn")
+    cb = IdentityGuidanceCallback(face_loss, scale=0.3, end=1.0)
+    assert isinstance(face_loss.face_region, FaceRegion)
+    x, y = face_loss.face_region.landmarks[2]  # the nose lies inside the image, in normalised coordinates
     assert 0.2 < x < 0.8 and 0.05 < y < 0.6
     out = stylizer(astronaut, "Caricature", strength_level=3, seed=0, identity_guidance=cb)
     assert out.size == (64, 64)

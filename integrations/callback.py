@@ -1,0 +1,265 @@
+"""Identity guidance for unmodified diffusers pipelines, as a `callback_on_step_end`.
+
+Default mode ("x0", MPGD-style): after each scheduler step, recover the clean-latent estimate x0 exactly from
+the new latents and the model output, decode it (the pipeline's VAE, or a cheaper `AutoencoderTiny`), take the
+gradient of the identity loss w.r.t. x0 and move the latents as if the scheduler had predicted x0 + Δ. No
+back-propagation through the denoiser: one decoder forward/backward and one identity-encoder pass per step.
+
+Opt-in mode ("xt", FreeDoM-style): re-run the denoiser with gradients on the step's input x_t and follow
+∇_{x_t} L(x0(x_t)). One extra denoiser forward/backward per step — the slow baseline, kept for comparison.
+
+    cb = IdentityGuidanceCallback(StyleIDLoss(encoder, reference=face))
+    cb.attach(pipe)
+    pipe(..., callback_on_step_end=cb, callback_on_step_end_tensor_inputs=cb.tensor_inputs)
+
+Pipelines of this project take `identity_guidance=cb` and call `prepare_guidance_kwargs` (composition.py).
+The scheduler formulas live in schedulers.py, the decode in latents.py, the pipeline hooks in hooks.py.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers.callbacks import PipelineCallback
+
+from styleid_guidance.errors import StyleIDError
+
+from .hooks import expose_noise_pred, find_denoiser, forget_inputs, record_denoiser_inputs, recorded_inputs
+from .latents import decode_latents, flux_token_grid, unpack_flux_latents
+from .schedulers import check_scheduler, model_input_scale, record_guided_x0, recover_x0, x0_from_xt, x0_weight_in_xt
+
+MODES = ("x0", "xt")
+
+
+def _random_views(images: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """n random small crops (85–100 %), shifts and horizontal flips per image, differentiable: guidance then
+    has to improve the identity under all of them instead of attacking one exact pixel grid."""
+    b = images.shape[0]
+    scale = torch.empty(n * b).uniform_(0.85, 1.0, generator=generator)
+    shift = (torch.rand(n * b, 2, generator=generator) * 2 - 1) * (1 - scale)[:, None]
+    flip = torch.where(torch.rand(n * b, generator=generator) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n * b, 2, 3)
+    theta[:, 0, 0] = scale * flip
+    theta[:, 1, 1] = scale
+    theta[:, :, 2] = shift
+    x = images.repeat(n, 1, 1, 1)
+    grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+class IdentityGuidanceCallback(PipelineCallback):
+    """Steer diffusers sampling towards the identity of a reference face.
+
+    Args:
+        identity_loss: an identity loss from `styleid_guidance.identity` holding its reference face(s)
+            (one reference broadcasts over the batch; B references pair up). Where the face is in the
+            generated image is the loss's business: build it with `crop="face"` (the reference photo's
+            landmarks are reused) and, for another framing, `face_region=FaceRegion...`.
+        scale: size of each guidance step in latent units (per-sample RMS of the x0 change when
+            `normalize_grad`). 0 disables guidance and leaves the output bit-identical.
+        mode: "x0" (default, no denoiser back-propagation) or "xt" (through the denoiser, slower).
+        guidance_decoder: e.g. an `AutoencoderTiny` (TAESD/TAESDXL/TAEF1) to decode x0 for the loss, about
+            10x cheaper than the KL VAE; the pipeline's VAE still decodes the final image.
+        normalize_grad: scale each sample's gradient to unit RMS, so `scale` means the same for any loss,
+            resolution or noise level.
+        start, end: guided fraction of the steps, [start, end).
+        every: guide every k-th step of the window.
+        repeats: gradient steps per guided step (re-decoding the updated x0 each time).
+        augment: number of random crop/flip views per image averaged in the loss (0 = the image as is).
+        seed: seeds the augmentations, so guided runs are reproducible.
+        autocast: on CUDA, run the guidance decode and identity encoder under bf16 autocast (fp32 range, so no
+            fp16 overflow; the loss itself is reduced in fp32). The denoiser and the final decode are untouched.
+
+    The plain settings live in `self.config` (diffusers' ConfigMixin, as its own callbacks do) and are read
+    from there; only the modules (`identity_loss`, `guidance_decoder`) are attributes.
+    """
+
+    def __init__(
+        self,
+        identity_loss: nn.Module,
+        scale: float = 0.05,
+        *,
+        mode: str = "x0",
+        guidance_decoder: nn.Module | None = None,
+        normalize_grad: bool = True,
+        start: float = 0.0,
+        end: float = 0.9,
+        every: int = 1,
+        repeats: int = 1,
+        augment: int = 0,
+        seed: int = 0,
+        autocast: bool = True,
+    ):
+        if not callable(identity_loss):
+            raise StyleIDError("identity_loss must be an identity loss module (e.g. StyleIDLoss(encoder, reference=face))")
+        if getattr(identity_loss, "has_reference", True) is False:
+            raise StyleIDError(f"{getattr(identity_loss, 'name', 'identity')} loss has no reference face: pass reference= or call set_reference(face)")
+        if mode not in MODES:
+            raise StyleIDError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if not (float(scale) >= 0):
+            raise StyleIDError(f"scale must be >= 0, got {scale!r}")
+        if not (0.0 <= start < end <= 1.0):
+            raise StyleIDError(f"need 0 <= start < end <= 1 (fractions of the steps), got start={start}, end={end}")
+        if int(every) < 1 or int(repeats) < 1 or int(augment) < 0:
+            raise StyleIDError(f"every and repeats must be >= 1 and augment >= 0, got every={every}, repeats={repeats}, augment={augment}")
+        # no super().__init__(): PipelineCallback's registers diffusers' CFG-cutoff settings, which this callback has not
+        self.register_to_config(scale=float(scale), mode=mode, normalize_grad=bool(normalize_grad), start=float(start),
+                                end=float(end), every=int(every), repeats=int(repeats), augment=int(augment), seed=int(seed),
+                                autocast=bool(autocast))
+        self.identity_loss = identity_loss
+        self.guidance_decoder = guidance_decoder
+        self._fp32_decoders: dict[int, nn.Module] = {}
+        self.last_losses: list[float] = []  # mean identity loss at each guided step of the last run
+
+    @property
+    def tensor_inputs(self) -> list[str]:
+        return ["latents", "noise_pred"]
+
+    # -- set-up ------------------------------------------------------------------------------------------
+
+    def attach(self, pipe: Any) -> "IdentityGuidanceCallback":
+        """Prepare `pipe` once (idempotent): expose `noise_pred` to step-end callbacks and record the
+        denoiser's call arguments (FLUX image grid, x_t mode). Calls without the callback are unaffected."""
+        find_denoiser(pipe)
+        check_scheduler(pipe.scheduler)
+        expose_noise_pred(pipe)
+        record_denoiser_inputs(pipe)
+        return self
+
+    # -- the step ----------------------------------------------------------------------------------------
+
+    def _is_guided(self, step_index: int, num_steps: int) -> bool:
+        cfg = self.config
+        first = int(round(cfg.start * num_steps))
+        last = int(round(cfg.end * num_steps))
+        return first <= step_index < last and (step_index - first) % cfg.every == 0
+
+    def callback_fn(self, pipeline: Any, step_index: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+        if self.config.scale == 0:
+            return callback_kwargs
+        scheduler = pipeline.scheduler
+        num_steps = getattr(pipeline, "_num_timesteps", None) or len(scheduler.timesteps)
+        if step_index == 0:
+            self.last_losses = []
+        if not self._is_guided(step_index, num_steps):
+            return callback_kwargs
+        if "latents" not in callback_kwargs:
+            raise StyleIDError("identity guidance needs the latents: pass callback_on_step_end_tensor_inputs=cb.tensor_inputs")
+        check_scheduler(scheduler)
+        latents = callback_kwargs["latents"]
+        with torch.enable_grad():
+            if self.config.mode == "x0":
+                delta, factor = self._x0_step(pipeline, step_index, timestep, latents, callback_kwargs.get("noise_pred"))
+            else:
+                delta, factor = self._xt_step(pipeline, step_index, timestep, latents)
+        guided = (latents.float() + factor * delta).to(latents.dtype)
+        if not torch.isfinite(guided).all():  # never let guidance corrupt the image
+            warnings.warn(f"identity guidance: non-finite latents at step {step_index}; step skipped", RuntimeWarning, stacklevel=2)
+            return callback_kwargs
+        record_guided_x0(scheduler, delta)
+        callback_kwargs["latents"] = guided
+        if step_index >= num_steps - 1:
+            forget_inputs(pipeline)  # release references to the last call's inputs
+        return callback_kwargs
+
+    def _x0_step(self, pipe: Any, step_index: int, timestep: Any, latents: torch.Tensor,
+                 noise_pred: torch.Tensor | None) -> tuple[torch.Tensor, float]:
+        x0, factor = recover_x0(pipe.scheduler, latents, noise_pred, timestep)
+        x0 = x0.detach()
+        delta = torch.zeros_like(x0)
+        for r in range(self.config.repeats):
+            z = (x0 + delta).requires_grad_(True)
+            loss = self._loss(pipe, z, step_index, r)
+            delta = delta + self._descent(loss, z, step_index)
+        return delta, factor
+
+    def _xt_step(self, pipe: Any, step_index: int, timestep: Any, latents: torch.Tensor) -> tuple[torch.Tensor, float]:
+        record = recorded_inputs(pipe)
+        if record is None or "kwargs" not in record:
+            raise StyleIDError("x_t guidance needs the denoiser's inputs: call cb.attach(pipe) before sampling")
+        scheduler = pipe.scheduler
+        _, factor = recover_x0(scheduler, latents, torch.zeros_like(latents), timestep)
+        args, kwargs = list(record["args"]), dict(record["kwargs"])
+        key = 0 if args else ("sample" if "sample" in kwargs else "hidden_states")
+        model_in = args[0] if args else kwargs[key]
+        batch = latents.shape[0]
+        copies = model_in.shape[0] // batch
+        if copies not in (1, 2) or copies * batch != model_in.shape[0]:
+            raise StyleIDError(f"x_t guidance: denoiser input batch {model_in.shape[0]} does not match latents batch {batch}")
+        in_scale = model_input_scale(scheduler)
+        x_t = (model_in[:batch].float() / in_scale).detach()
+        delta = torch.zeros_like(x_t)
+        denoiser = record["module"]
+        weight = x0_weight_in_xt(scheduler, timestep)
+        for r in range(self.config.repeats):
+            z = (x_t + weight * delta).requires_grad_(True)
+            inp = (z * in_scale).to(model_in.dtype).repeat(copies, *([1] * (z.ndim - 1)))
+            if args:
+                args[0] = inp
+            else:
+                kwargs[key] = inp
+            record["paused"] = True  # our own denoiser call must not overwrite the pipeline's recorded one
+            try:
+                out = denoiser(*args, **kwargs)
+            finally:
+                record["paused"] = False
+            out = out[0] if isinstance(out, (tuple, list)) else out.sample
+            if copies == 2:  # classifier-free guidance, combined as the pipeline does
+                uncond, cond = out.float().chunk(2)
+                out = uncond + float(pipe.guidance_scale) * (cond - uncond)
+            x0 = x0_from_xt(scheduler, z, out, timestep)
+            loss = self._loss(pipe, x0, step_index, r)
+            delta = delta + self._descent(loss, z, step_index)
+        return delta, factor
+
+    def _descent(self, loss: torch.Tensor, z: torch.Tensor, step_index: int) -> torch.Tensor:
+        """−scale · (normalised) ∇_z loss, per sample; non-finite samples get no update and a warning."""
+        (grad,) = torch.autograd.grad(loss.sum(), z)
+        grad = grad.detach().float()
+        dims = tuple(range(1, grad.ndim))
+        finite = torch.isfinite(grad).all(dim=dims) & torch.isfinite(loss.detach())
+        if not bool(finite.all()):
+            warnings.warn(f"identity guidance: non-finite identity loss/gradient at step {step_index} for "
+                          f"{int((~finite).sum())} of {len(finite)} samples; their update is skipped", RuntimeWarning, stacklevel=3)
+        grad = torch.where(finite.view(-1, *([1] * len(dims))), grad, torch.zeros_like(grad)).nan_to_num(0.0, 0.0, 0.0)
+        if self.config.normalize_grad:
+            grad = grad / grad.pow(2).mean(dim=dims, keepdim=True).sqrt().clamp_min(1e-12)
+        return -self.config.scale * grad
+
+    def _loss(self, pipe: Any, x0: torch.Tensor, step_index: int, repeat: int) -> torch.Tensor:
+        if self.config.autocast and x0.is_cuda and torch.cuda.is_bf16_supported():
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return self._loss_fp(pipe, x0, step_index, repeat)
+        return self._loss_fp(pipe, x0, step_index, repeat)
+
+    def _loss_fp(self, pipe: Any, x0: torch.Tensor, step_index: int, repeat: int) -> torch.Tensor:
+        images = self.decode(pipe, x0)
+        augment = self.config.augment
+        if augment:
+            gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step_index * 101 + repeat)
+            views = _random_views(images, augment, gen).to(self._loss_device()).chunk(augment)
+            # one loss call per view: B references keep pairing with the B samples
+            loss = torch.stack([self.identity_loss(v) for v in views]).mean(0)
+        else:
+            loss = self.identity_loss(images.to(self._loss_device()))
+        loss = loss.float()
+        if repeat == 0:
+            self.last_losses.append(float(loss.detach().nan_to_num(float("nan")).mean()))
+        return loss.to(x0.device)
+
+    def _loss_device(self) -> torch.device:
+        try:
+            return self.identity_loss.device
+        except (AttributeError, StopIteration):
+            return torch.device("cpu")
+
+    def decode(self, pipe: Any, x0: torch.Tensor) -> torch.Tensor:
+        """Pipeline-space latents (fp32; FLUX's packed tokens too) → images in [0, 1], fp32, differentiable."""
+        if x0.ndim == 3:
+            record = recorded_inputs(pipe) or {}
+            x0 = unpack_flux_latents(x0, flux_token_grid(x0, record.get("kwargs", {}).get("img_ids")))
+        decoder = self.guidance_decoder if self.guidance_decoder is not None else pipe.vae
+        return decode_latents(decoder, x0, self._fp32_decoders)
