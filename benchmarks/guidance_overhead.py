@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import importlib
 import statistics
 import sys
 import threading
@@ -98,7 +99,7 @@ def build_stylizer(name: str, profile: str, device: torch.device):
         if profile == "real":
             return IPAdapterStylizer.from_pretrained(device=device)
         return random_ip_adapter_stylizer(device)
-    module = __import__(f"pipelines.{name}", fromlist=["_"])
+    module = importlib.import_module(f"styleid_guidance.pipelines.{name}")
     cls = getattr(module, {"instantid": "InstantIDStylizer", "infiniteyou": "InfiniteYouStylizer"}[name])
     if profile == "tiny":
         return cls.tiny(device=str(device))
@@ -113,9 +114,10 @@ def random_ip_adapter_stylizer(device: torch.device):
     from diffusers import StableDiffusionPipeline
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from styleid_guidance.pipelines.face_embeddings import TinyFaceEmbedder
     from styleid_guidance.pipelines.ip_adapter import IPAdapterStylizer, load_ip_adapter
-    from styleid_guidance.pipelines.tiny import random_sd15_components, seeded, tiny_ip_adapter_state_dict
+    from styleid_guidance.tiny.faces import TinyFaceEmbedder
+    from styleid_guidance.tiny.rng import seeded
+    from styleid_guidance.tiny.sd import random_sd15_components, tiny_ip_adapter_state_dict
 
     pipe = StableDiffusionPipeline(**random_sd15_components())
     load_ip_adapter(pipe, tiny_ip_adapter_state_dict(pipe.unet, "faceid-plus", clip_hidden_dim=1280, lora_rank=128, resampler_heads=12))
@@ -150,7 +152,7 @@ def tiny_decoder_for(stylizer, profile: str, device: torch.device):
     pipe = stylizer.pipe
     channels = pipe.vae.config.latent_channels
     if profile == "tiny":
-        from styleid_guidance.pipelines.tiny import tiny_taesd
+        from styleid_guidance.tiny.sd import tiny_taesd
 
         decoder = tiny_taesd(latent_channels=channels)
     elif profile == "real":

@@ -8,7 +8,8 @@ and preprocessing; feeding anything else degrades identity. So:
   insightface's `face.embedding` that upstream passes.
 - InfiniteYou: facexlib's ArcFace IR-SE50 on the same 112-px aligned crop, but BGR (upstream feeds the cv2
   image) scaled to [−1, 1]; the backbone L2-normalises.
-- Tiny mode: a seeded random convnet on the same crop, so the tiny stylizers run offline and deterministically.
+- Tiny mode (`FaceEmbedder.tiny()`, from `styleid_guidance.tiny.faces`): a seeded random convnet on the same crop,
+  so the tiny stylizers run offline and deterministically.
 
 Faces are detected with `styleid_guidance.faces.detect_faces` (the 5 landmarks are the same points insightface's
 detector gives); the largest face is used.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -71,6 +73,13 @@ class FaceEmbedder:
         """crops: uint8 [N, 112, 112, 3] RGB → float32 [N, 512]."""
         raise NotImplementedError
 
+    @classmethod
+    def tiny(cls, dim: int = 512, seed: int = 0, detector: str = "mtcnn", **kwargs: Any) -> "FaceEmbedder":
+        """A seeded random stand-in for the face models (offline, deterministic; see `styleid_guidance.tiny.faces`)."""
+        from styleid_guidance.tiny.faces import TinyFaceEmbedder
+
+        return TinyFaceEmbedder(dim=dim, seed=seed, detector=detector, **kwargs)
+
     def __call__(self, image: ImageInput, name: str = "face image") -> FaceInfo:
         image = load_image(image)
         face = largest_face(image, self.detector, self.model_rootpath, name, hint=NO_FACE_HINT)
@@ -81,7 +90,7 @@ class FaceEmbedder:
 class ONNXFaceEmbedder(FaceEmbedder):
     """insightface recognition model (antelopev2 `glintr100.onnx`, buffalo_l `w600k_r50.onnx`) on onnxruntime."""
 
-    def __init__(self, model_path: str | os.PathLike, providers: list[str] | None = None, **kwargs):
+    def __init__(self, model_path: str | os.PathLike, providers: list[str] | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         path = Path(model_path)
         if not path.is_file():
@@ -101,7 +110,8 @@ class ONNXFaceEmbedder(FaceEmbedder):
         self.model_path = path
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike = "antelopev2", root: str | os.PathLike | None = None, **kwargs) -> "ONNXFaceEmbedder":
+    def from_pretrained(cls, name_or_path: str | os.PathLike = "antelopev2", root: str | os.PathLike | None = None,
+                        **kwargs: Any) -> "ONNXFaceEmbedder":
         """`name_or_path`: an .onnx file, a model-pack folder, or a pack name ("antelopev2", "buffalo_l") looked
         up under `root` (insightface layout `root/models/NAME/`, default ~/.insightface) and else fetched from
         the Hub where a copy exists."""
@@ -129,7 +139,7 @@ class ONNXFaceEmbedder(FaceEmbedder):
         from styleid_guidance.hub import resolve_model_dir
 
         repo, folder = hub
-        local = resolve_model_dir(repo, kind=f"{text} face", allow_patterns=(f"{folder}/{filename}",), flag="--face-model")
+        local = resolve_model_dir(repo, kind=f"{text} face", allow_patterns=(f"{folder}/{filename}",))
         return cls(local / folder / filename, **kwargs)
 
     def embed_aligned(self, crops: np.ndarray) -> torch.Tensor:
@@ -143,13 +153,14 @@ class ArcFaceEmbedder(FaceEmbedder):
 
     normalized = True
 
-    def __init__(self, backbone: nn.Module, device: str | torch.device | None = None, **kwargs):
+    def __init__(self, backbone: nn.Module, device: str | torch.device | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.backbone = backbone.eval()
         self.device = torch.device(device) if device else next(backbone.parameters()).device
 
     @classmethod
-    def from_pretrained(cls, path_or_dir: str | None = None, model_rootpath: str | None = None, device=None, **kwargs) -> "ArcFaceEmbedder":
+    def from_pretrained(cls, path_or_dir: str | None = None, model_rootpath: str | None = None,
+                        device: str | torch.device | None = None, **kwargs: Any) -> "ArcFaceEmbedder":
         from styleid_guidance.arcface import load_arcface_backbone
 
         return cls(load_arcface_backbone(path_or_dir, model_rootpath=model_rootpath, device=device), device=device, **kwargs)
@@ -161,33 +172,11 @@ class ArcFaceEmbedder(FaceEmbedder):
         return self.backbone(x).float().cpu()
 
 
-class TinyFaceEmbedder(FaceEmbedder):
-    """A seeded random convnet standing in for a face model in offline tests and `Stylizer.tiny()`.
-
-    Deterministic for a given seed and image, and sensitive to the face (different faces → different
-    embeddings), which is all the tiny pipelines need."""
-
-    def __init__(self, dim: int = 512, seed: int = 0, detector: str = "mtcnn", **kwargs):
-        super().__init__(detector=detector, **kwargs)
-        with torch.random.fork_rng(devices=[]):  # seeded default init, without touching the caller's RNG
-            torch.manual_seed(seed)
-            self.net = nn.Sequential(
-                nn.Conv2d(3, 8, 4, stride=4), nn.GELU(), nn.Conv2d(8, 16, 4, stride=4), nn.GELU(),
-                nn.Flatten(), nn.Linear(16 * 7 * 7, dim),
-            ).eval()
-        self.embedding_dim = dim
-
-    @torch.no_grad()
-    def embed_aligned(self, crops: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1
-        return self.net(x)
-
-
 def load_face_embedder(name: str = "antelopev2", *, root: str | None = None, detector: str = "retinaface",
-                       model_rootpath: str | None = None, device=None) -> FaceEmbedder:
+                       model_rootpath: str | None = None, device: str | torch.device | None = None) -> FaceEmbedder:
     """"antelopev2" / "buffalo_l" / an .onnx path → ONNX; "arcface" (or a .pth) → facexlib IR-SE50; "tiny"."""
     if name == "tiny":
-        return TinyFaceEmbedder(detector=detector, model_rootpath=model_rootpath)
+        return FaceEmbedder.tiny(detector=detector, model_rootpath=model_rootpath)
     if name == "arcface" or str(name).endswith((".pth", ".pt")):
         return ArcFaceEmbedder.from_pretrained(None if name == "arcface" else name, model_rootpath=model_rootpath,
                                                device=device, detector=detector)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import PIL.Image
@@ -26,11 +27,18 @@ from diffusers import FluxControlNetModel, FluxControlNetPipeline
 from torch import nn
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.images import load_image
+from styleid_guidance.images import ImageInput, load_image
+from styleid_guidance.integrations.composition import prepare_guidance_kwargs
 
-from .instantid import kps_image, load_or_explain, load_state_dict_file
+from .keypoints import kps_image
 from .presets import infiniteyou_preset
 from .resampler import resampler_from_upstream
+from .weights import load_or_explain, load_state_dict_file
+
+if TYPE_CHECKING:
+    from styleid_guidance.integrations.callback import IdentityGuidanceCallback
+
+    from .face_embeddings import FaceEmbedder
 
 # Upstream defaults (test.py) when no strength level is given.
 DEFAULTS = {"infusenet_conditioning_scale": 1.0, "guidance_scale": 3.5, "num_inference_steps": 30, "height": 1152, "width": 864}
@@ -120,7 +128,7 @@ class InfiniteYouPipeline(FluxControlNetPipeline):
         num_inference_steps: int | None = None,
         height: int | None = None,
         width: int | None = None,
-        identity_guidance: Callable | None = None,
+        identity_guidance: IdentityGuidanceCallback | None = None,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
         num_images_per_prompt: int = 1,
@@ -143,8 +151,6 @@ class InfiniteYouPipeline(FluxControlNetPipeline):
             control_image = PIL.Image.new("RGB", (cfg["width"], cfg["height"]))
         id_tokens = self.encode_identity(id_embeds, num_images_per_prompt)
 
-        from styleid_guidance.integrations.composition import prepare_guidance_kwargs
-
         guidance_kwargs = prepare_guidance_kwargs(self, identity_guidance, callback_on_step_end, callback_on_step_end_tensor_inputs)
         with self.controlnet.identity(id_tokens, infusenet_guidance_scale):
             return super().__call__(
@@ -164,17 +170,17 @@ class InfiniteYouPipeline(FluxControlNetPipeline):
 class InfiniteYouStylizer:
     """Face + prompt → stylised face with InfiniteYou (facexlib ArcFace embedding; no pose image by default)."""
 
-    def __init__(self, pipe: InfiniteYouPipeline, face_embedder, size: int = 512, call_defaults: dict | None = None):
+    def __init__(self, pipe: InfiniteYouPipeline, face_embedder: FaceEmbedder, size: int = 512, call_defaults: dict | None = None):
         self.pipe = pipe
         self.face_embedder = face_embedder
         self.size = size
         self.call_defaults = call_defaults or {}
 
     @classmethod
-    def tiny(cls, device: str = "cpu") -> "InfiniteYouStylizer":
+    def tiny(cls, device: str | torch.device = "cpu") -> "InfiniteYouStylizer":
         """Random tiny FLUX + InfuseNet + Resampler + face model: offline, seconds on CPU, 32-px images."""
-        from .face_embeddings import TinyFaceEmbedder
-        from .tiny_controlnet import tiny_flux_controlnet_components, tiny_infiniteyou_state_dict
+        from styleid_guidance.tiny.controlnet import tiny_flux_controlnet_components, tiny_infiniteyou_state_dict
+        from styleid_guidance.tiny.faces import TinyFaceEmbedder
 
         pipe = InfiniteYouPipeline(**tiny_flux_controlnet_components())
         pipe.load_image_proj(tiny_infiniteyou_state_dict(pipe.controlnet.config.joint_attention_dim))
@@ -200,8 +206,6 @@ class InfiniteYouStylizer:
         `InfuseNetModel/` + `image_proj_model.bin`; `model_version`: aes_stage2 (paper) or sim_stage1;
         `arcface`: facexlib's recognition_arcface_ir_se50.pth (default: facexlib's download location).
         `cpu_offload` / `quantize_8bit` cut peak GPU memory from ~43 GB to ~30 / ~24 / ~16 GB (both)."""
-        from pathlib import Path
-
         from styleid_guidance.hub import resolve_model_dir
 
         from .face_embeddings import ArcFaceEmbedder
@@ -211,7 +215,7 @@ class InfiniteYouStylizer:
         if Path(infiniteyou).expanduser().is_dir():
             root = Path(infiniteyou).expanduser()
         else:
-            root = resolve_model_dir(infiniteyou, kind="InfiniteYou", flag="infiniteyou",
+            root = resolve_model_dir(infiniteyou, kind="InfiniteYou",
                                      allow_patterns=(f"{sub}/InfuseNetModel/*", f"{sub}/image_proj_model.bin"))
         folder = root if (root / "InfuseNetModel").is_dir() else root / sub
         if not (folder / "InfuseNetModel" / "config.json").is_file() or not (folder / "image_proj_model.bin").is_file():
@@ -230,7 +234,8 @@ class InfiniteYouStylizer:
             pipe.to(device)
         return cls(pipe, face_embedder)
 
-    def __call__(self, face, prompt: str, strength_level: int = 4, identity_guidance=None, seed: int = 0, **overrides) -> PIL.Image.Image:
+    def __call__(self, face: ImageInput, prompt: str, strength_level: int = 4,
+                 identity_guidance: IdentityGuidanceCallback | None = None, seed: int = 0, **overrides: Any) -> PIL.Image.Image:
         """`overrides` go to the pipeline; `pose_image=` draws its face keypoints as InfuseNet's control image."""
         width, height = overrides.pop("width", self.size), overrides.pop("height", self.size)
         pose = overrides.pop("pose_image", None)

@@ -14,12 +14,9 @@ weights keyed "<index in unet.attn_processors>.to_k_ip/to_v_ip.weight"}.
 """
 from __future__ import annotations
 
-import math
 import os
-from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import cv2
 import numpy as np
 import PIL.Image
 import torch
@@ -29,35 +26,26 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import nn
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.images import load_image
+from styleid_guidance.images import ImageInput, load_image
+from styleid_guidance.integrations.composition import prepare_guidance_kwargs
 
+from .keypoints import KPS_COLORS, draw_kps, kps_image
 from .presets import instantid_preset
 from .resampler import resampler_from_upstream
+from .weights import load_or_explain, load_state_dict_file
+
+if TYPE_CHECKING:
+    from styleid_guidance.integrations.callback import IdentityGuidanceCallback
+
+    from .face_embeddings import FaceEmbedder
+
+__all__ = ["KPS_COLORS", "NUM_ID_TOKENS", "IdentityNet", "InstantIDAttnProcessor", "InstantIDStylizer",
+           "StableDiffusionXLInstantIDPipeline", "draw_kps", "kps_image"]
 
 NUM_ID_TOKENS = 16
 # Upstream defaults (infer.py) when no strength level is given.
 DEFAULTS = {"ip_adapter_scale": 0.8, "controlnet_conditioning_scale": 0.8, "guidance_scale": 5.0,
             "negative_prompt": None, "num_inference_steps": 30}
-KPS_COLORS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255))
-
-
-def draw_kps(size: tuple[int, int], landmarks: np.ndarray, stick_width: int = 4, radius: int = 10) -> PIL.Image.Image:
-    """IdentityNet's control image: on black, each eye and mouth corner joined to the nose by a thin ellipse in
-    that point's colour at 60 %, then a filled disc per keypoint (red, green, blue, yellow, magenta for left
-    eye, right eye, nose, left and right mouth corner). `size` is (width, height)."""
-    kps = np.asarray(landmarks, np.float64).reshape(5, 2)
-    canvas = np.zeros((size[1], size[0], 3), np.float64)
-    for a in (0, 1, 3, 4):
-        (x0, y0), (x1, y1) = kps[a], kps[2]
-        center = (int((x0 + x1) / 2), int((y0 + y1) / 2))
-        half_len = int(math.hypot(x1 - x0, y1 - y0) / 2)
-        angle = int(math.degrees(math.atan2(y0 - y1, x0 - x1)))
-        polygon = cv2.ellipse2Poly(center, (half_len, stick_width), angle, 0, 360, 1)
-        cv2.fillConvexPoly(canvas, polygon, KPS_COLORS[a])
-    canvas = (canvas * 0.6).astype(np.uint8)
-    for (x, y), color in zip(kps, KPS_COLORS):
-        cv2.circle(canvas, (int(x), int(y)), radius, color, -1)
-    return PIL.Image.fromarray(canvas)
 
 
 class IdentityNet(ControlNetModel):
@@ -117,27 +105,6 @@ class InstantIDAttnProcessor(nn.Module):
         if attn.residual_connection:
             out = out + residual
         return out / attn.rescale_output_factor
-
-
-def load_state_dict_file(path_or_dict: str | os.PathLike | dict, what: str) -> dict:
-    if isinstance(path_or_dict, dict):
-        return path_or_dict
-    path = Path(path_or_dict)
-    if not path.is_file():
-        raise StyleIDError(f"{path}: {what} not found; pass the file from the official release (or its folder)")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            flat = load_file(str(path))
-            nested: dict[str, dict] = {}
-            for k, v in flat.items():  # "image_proj.latents" → {"image_proj": {"latents": ...}}
-                top, _, rest = k.partition(".")
-                nested.setdefault(top, {})[rest] = v
-            return nested
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise StyleIDError(f"{path}: cannot read {what} ({type(err).__name__}: {str(err)[:80]}); download it again") from None
 
 
 class StableDiffusionXLInstantIDPipeline(StableDiffusionXLControlNetPipeline):
@@ -219,7 +186,7 @@ class StableDiffusionXLInstantIDPipeline(StableDiffusionXLControlNetPipeline):
         guidance_scale: float | None = None,
         negative_prompt: str | list[str] | None = None,
         num_inference_steps: int | None = None,
-        identity_guidance: Callable | None = None,
+        identity_guidance: IdentityGuidanceCallback | None = None,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
         prompt_2: str | list[str] | None = None,
@@ -262,8 +229,6 @@ class StableDiffusionXLInstantIDPipeline(StableDiffusionXLControlNetPipeline):
             negative_prompt_embeds = torch.cat(
                 [negative_prompt_embeds, negative_id_tokens.expand(negative_prompt_embeds.shape[0], -1, -1).to(prompt_embeds.dtype)], dim=1)
 
-        from styleid_guidance.integrations.composition import prepare_guidance_kwargs
-
         return super().__call__(
             image=image,
             prompt_embeds=prompt_embeds,
@@ -278,41 +243,19 @@ class StableDiffusionXLInstantIDPipeline(StableDiffusionXLControlNetPipeline):
         )
 
 
-def load_or_explain(load: Callable[[], Any], what: str, source: str | os.PathLike, flag: str):
-    """Run a diffusers/transformers loader; turn "not there" (offline, missing, gated) into one plain line."""
-    try:
-        return load()
-    except (OSError, ValueError) as err:  # EnvironmentError / HF errors (LocalEntryNotFound, RepositoryNotFound)
-        if isinstance(err, StyleIDError):
-            raise
-        raise StyleIDError(f"{what} {str(source)!r} could not be loaded ({type(err).__name__}); check {flag}: a local folder, "
-                           f"or a Hub id that is downloaded (offline mode needs it in the cache)") from None
-
-
-def kps_image(image_size: tuple[int, int], landmarks: np.ndarray, size: tuple[int, int]) -> PIL.Image.Image:
-    """`draw_kps` of landmarks found on an `image_size` photo, for an output of `size` (both width, height): the
-    photo is taken as centre-cropped to the output's aspect, and strokes are upstream's at 1024 px, scaled."""
-    (sw, sh), (dw, dh) = image_size, size
-    scale = max(dw / sw, dh / sh)
-    offset = np.array([(sw - dw / scale) / 2, (sh - dh / scale) / 2])
-    points = (np.asarray(landmarks, np.float64) - offset) * scale
-    s = max(size) / 1024
-    return draw_kps(size, points, stick_width=max(1, round(4 * s)), radius=max(1, round(10 * s)))
-
-
 class InstantIDStylizer:
     """Face + prompt → stylised face with InstantID (antelopev2 embedding + keypoints of the same face)."""
 
-    def __init__(self, pipe: StableDiffusionXLInstantIDPipeline, face_embedder, size: int = 1024):
+    def __init__(self, pipe: StableDiffusionXLInstantIDPipeline, face_embedder: FaceEmbedder, size: int = 1024):
         self.pipe = pipe
         self.face_embedder = face_embedder
         self.size = size
 
     @classmethod
-    def tiny(cls, device: str = "cpu") -> "InstantIDStylizer":
+    def tiny(cls, device: str | torch.device = "cpu") -> "InstantIDStylizer":
         """Random tiny SDXL + IdentityNet + adapter + face model: offline, seconds on CPU, 64-px images."""
-        from .face_embeddings import TinyFaceEmbedder
-        from .tiny_controlnet import tiny_instantid_state_dict, tiny_sdxl_controlnet_components
+        from styleid_guidance.tiny.controlnet import tiny_instantid_state_dict, tiny_sdxl_controlnet_components
+        from styleid_guidance.tiny.faces import TinyFaceEmbedder
 
         pipe = StableDiffusionXLInstantIDPipeline(**tiny_sdxl_controlnet_components())
         pipe.load_ip_adapter_instantid(tiny_instantid_state_dict(pipe.unet))
@@ -338,7 +281,7 @@ class InstantIDStylizer:
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch_dtype or (torch.float16 if device.startswith("cuda") else torch.float32)
-        folder = resolve_model_dir(instantid, kind="InstantID", allow_patterns=("ControlNetModel/*", "ip-adapter.bin"), flag="instantid")
+        folder = resolve_model_dir(instantid, kind="InstantID", allow_patterns=("ControlNetModel/*", "ip-adapter.bin"))
         if not (folder / "ControlNetModel" / "config.json").is_file() or not (folder / "ip-adapter.bin").is_file():
             raise StyleIDError(f"{folder}: expected ControlNetModel/ and ip-adapter.bin inside (the InstantX/InstantID layout)")
         face_embedder = ONNXFaceEmbedder.from_pretrained(face_model, root=face_model_root, detector=detector)
@@ -349,7 +292,8 @@ class InstantIDStylizer:
         pipe.load_ip_adapter_instantid(folder / "ip-adapter.bin")
         return cls(pipe.to(device), face_embedder)
 
-    def __call__(self, face, prompt: str, strength_level: int = 4, identity_guidance=None, seed: int = 0, **overrides) -> PIL.Image.Image:
+    def __call__(self, face: ImageInput, prompt: str, strength_level: int = 4,
+                 identity_guidance: IdentityGuidanceCallback | None = None, seed: int = 0, **overrides: Any) -> PIL.Image.Image:
         width, height = overrides.pop("width", self.size), overrides.pop("height", self.size)
         photo = load_image(face)
         info = self.face_embedder(photo, name="face image")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import PIL.Image
 import torch
@@ -25,6 +25,12 @@ from styleid_guidance.errors import StyleIDError
 from styleid_guidance.images import ImageInput, load_image
 
 from .presets import ip_adapter_preset
+from .weights import load_state_dict_file
+
+if TYPE_CHECKING:
+    from styleid_guidance.integrations.callback import IdentityGuidanceCallback
+
+    from .face_embeddings import FaceEmbedder
 
 DEFAULT_BASE = "SG161222/Realistic_Vision_V4.0_noVAE"
 DEFAULT_VAE = "stabilityai/sd-vae-ft-mse"
@@ -56,23 +62,11 @@ def read_ip_adapter_weights(path: str | os.PathLike) -> dict:
     """An IP-Adapter file (.bin / .safetensors) as {"image_proj": …, "ip_adapter": …}, loaded safely."""
     path = Path(path)
     if not path.is_file():
-        raise StyleIDError(f"{path}: IP-Adapter weights not found; pass --ip-adapter FOLDER_OR_HUB_ID and --weight-name FILE")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            flat = load_file(str(path))
-            state: dict = {"image_proj": {}, "ip_adapter": {}}
-            for key, value in flat.items():
-                head, _, rest = key.partition(".")
-                if head in state:
-                    state[head][rest] = value
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise StyleIDError(f"{path}: cannot be read as IP-Adapter weights ({type(err).__name__}); download it again") from None
+        raise StyleIDError(f"{path}: IP-Adapter weights not found; give ip_adapter as a folder or Hub id and "
+                           "weight_name as the checkpoint file inside it")
+    state = load_state_dict_file(path, "IP-Adapter weights")
     ip_adapter_variant(state)  # validates the layout
-    return state
+    return {key: state[key] for key in ("image_proj", "ip_adapter")}
 
 
 def resolve_ip_adapter(adapter: str | os.PathLike | dict, weight_name: str | None = None, subfolder: str | None = None) -> dict:
@@ -84,11 +78,11 @@ def resolve_ip_adapter(adapter: str | os.PathLike | dict, weight_name: str | Non
     if path.is_file():
         return read_ip_adapter_weights(path)
     if not weight_name:
-        raise StyleIDError(f"{adapter}: give the checkpoint file name inside it (--weight-name, e.g. {DEFAULT_WEIGHT})")
+        raise StyleIDError(f"{adapter}: give the checkpoint file name inside it as weight_name (e.g. {DEFAULT_WEIGHT!r})")
     from styleid_guidance.hub import resolve_model_dir
 
     inner = f"{subfolder}/{weight_name}" if subfolder else weight_name
-    folder = resolve_model_dir(adapter, kind="IP-Adapter", allow_patterns=(inner,), flag="--ip-adapter")
+    folder = resolve_model_dir(adapter, kind="IP-Adapter", allow_patterns=(inner,))
     return read_ip_adapter_weights(folder / inner)
 
 
@@ -120,12 +114,13 @@ class IPAdapterStylizer:
         image = stylizer(face, STYLE_PROMPTS["pixar"], strength_level=4, identity_guidance=cb, seed=0)
     """
 
-    def __init__(self, pipe: Any, variant: str, face_embedder: Any = None, faceid_v2: bool = False,
+    def __init__(self, pipe: Any, variant: str, face_embedder: FaceEmbedder | None = None, faceid_v2: bool = False,
                  defaults: dict | None = None):
         if variant.startswith("faceid") and face_embedder is None:
             raise StyleIDError(f"IP-Adapter {variant} needs a face embedder (insightface buffalo_l / antelopev2)")
         if variant != "faceid" and getattr(pipe, "image_encoder", None) is None:
-            raise StyleIDError(f"IP-Adapter {variant} needs a CLIP image encoder: pass --image-encoder (e.g. {DEFAULT_IMAGE_ENCODER})")
+            raise StyleIDError(f"IP-Adapter {variant} needs a CLIP image encoder: register one as pipe.image_encoder "
+                               f"(from_pretrained(image_encoder=...), e.g. {DEFAULT_IMAGE_ENCODER!r})")
         self.pipe = pipe
         self.variant = variant
         self.face_embedder = face_embedder
@@ -143,8 +138,8 @@ class IPAdapterStylizer:
         """Random tiny SD1.5 + IP-Adapter (+ tiny CLIP image encoder and face model): offline, 64-px images."""
         from diffusers import StableDiffusionPipeline
 
-        from .face_embeddings import TinyFaceEmbedder
-        from .tiny import tiny_clip_image_encoder, tiny_ip_adapter_state_dict, tiny_sd15_components
+        from styleid_guidance.tiny.faces import TinyFaceEmbedder
+        from styleid_guidance.tiny.sd import tiny_clip_image_encoder, tiny_ip_adapter_state_dict, tiny_sd15_components
 
         pipe = StableDiffusionPipeline(**tiny_sd15_components())
         variant = load_ip_adapter(pipe, tiny_ip_adapter_state_dict(pipe.unet, variant))
@@ -180,22 +175,22 @@ class IPAdapterStylizer:
 
         from styleid_guidance.hub import resolve_model_dir
 
-        from .tiny import sd15_scheduler
+        from .schedulers import ddim_like, sd15_scheduler
 
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = torch_dtype or (torch.float16 if device.type == "cuda" else torch.float32)
         parts = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler", "feature_extractor")
-        base_dir = resolve_model_dir(base_model, kind="base diffusion model", flag="--base-model",
+        base_dir = resolve_model_dir(base_model, kind="base diffusion model",
                                      allow_patterns=("model_index.json", *(f"{c}/*.{ext}" for c in parts for ext in ("json", "txt", "safetensors"))))
         extra: dict[str, Any] = {}
         try:
             index = json.loads((base_dir / "model_index.json").read_text())
         except (OSError, ValueError):
-            raise StyleIDError(f"{base_model}: no readable model_index.json; pass a diffusers-format SD1.5 / SDXL folder or Hub id") from None
+            raise StyleIDError(f"{base_model}: no readable model_index.json; give base_model as a diffusers-format SD1.5 / SDXL folder or Hub id") from None
         if "safety_checker" in index:  # the paper's generations use none; its weights are not downloaded
             extra.update(safety_checker=None, requires_safety_checker=False)
         if vae is not None:
-            vae_dir = resolve_model_dir(vae, kind="VAE", flag="--vae")
+            vae_dir = resolve_model_dir(vae, kind="VAE")
             extra["vae"] = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=dtype)
         try:
             pipe = DiffusionPipeline.from_pretrained(base_dir, torch_dtype=dtype, use_safetensors=True, **extra)
@@ -206,15 +201,13 @@ class IPAdapterStylizer:
         if isinstance(pipe, StableDiffusionPipeline):
             pipe.scheduler = sd15_scheduler()
         else:
-            from diffusers import DDIMScheduler
-
-            pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+            pipe.scheduler = ddim_like(pipe.scheduler)
         variant = load_ip_adapter(pipe, ip_adapter, weight_name, subfolder)
         if variant != "faceid":
             if image_encoder is None:
-                raise StyleIDError(f"IP-Adapter {variant} needs --image-encoder (e.g. {DEFAULT_IMAGE_ENCODER})")
+                raise StyleIDError(f"IP-Adapter {variant} needs a CLIP image encoder: pass image_encoder (e.g. {DEFAULT_IMAGE_ENCODER!r})")
             # only the transformers weights: the laion repo also holds open_clip copies of the same model
-            enc_dir = resolve_model_dir(image_encoder, kind="CLIP image encoder", flag="--image-encoder",
+            enc_dir = resolve_model_dir(image_encoder, kind="CLIP image encoder",
                                         allow_patterns=("*.json", "model.safetensors"))
             encoder = CLIPVisionModelWithProjection.from_pretrained(enc_dir, torch_dtype=dtype)
             pipe.register_modules(image_encoder=encoder, feature_extractor=CLIPImageProcessor())
@@ -251,7 +244,7 @@ class IPAdapterStylizer:
         face: ImageInput,
         prompt: str,
         strength_level: int = 4,
-        identity_guidance: Any = None,
+        identity_guidance: IdentityGuidanceCallback | None = None,
         seed: int = 0,
         *,
         callback_on_step_end: Callable | None = None,

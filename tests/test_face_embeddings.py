@@ -13,10 +13,10 @@ from styleid_guidance.pipelines.face_embeddings import (
     ALIGNED_SIZE,
     ArcFaceEmbedder,
     ONNXFaceEmbedder,
-    TinyFaceEmbedder,
     align_face,
     load_face_embedder,
 )
+from styleid_guidance.tiny.faces import TinyFaceEmbedder
 from styleid_guidance.errors import NoFaceError, StyleIDError
 from styleid_guidance.faces import ARCFACE_TEMPLATE
 

@@ -6,7 +6,7 @@ import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
 from styleid_guidance.integrations import IdentityGuidanceCallback, prepare_guidance_kwargs
-from styleid_guidance.pipelines.tiny import seeded
+from styleid_guidance.tiny.rng import seeded
 from styleid_guidance import StyleIDEncoder, StyleIDLoss
 
 STEPS = 5

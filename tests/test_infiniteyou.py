@@ -11,7 +11,7 @@ from PIL import Image
 
 from styleid_guidance.integrations import IdentityGuidanceCallback
 from styleid_guidance.pipelines.infiniteyou import InfiniteYouPipeline, InfiniteYouStylizer, InfuseNet
-from styleid_guidance.pipelines.tiny_controlnet import tiny_flux_controlnet_components, tiny_infiniteyou_state_dict
+from styleid_guidance.tiny.controlnet import tiny_flux_controlnet_components, tiny_infiniteyou_state_dict
 from styleid_guidance.errors import NoFaceError, StyleIDError
 from styleid_guidance.identity import StyleIDLoss
 
@@ -123,11 +123,12 @@ def _save_official(tmp_path, components) -> None:
 
 def test_stylizer_loads_the_official_layout(tmp_path, monkeypatch, face):
     from styleid_guidance.pipelines import face_embeddings
+    from styleid_guidance.tiny.faces import TinyFaceEmbedder
 
     components = tiny_flux_controlnet_components()
     _save_official(tmp_path, components)
     # the facexlib ArcFace weights are the core's business (styleid_guidance.arcface); a tiny one stands in
-    monkeypatch.setattr(face_embeddings.ArcFaceEmbedder, "from_pretrained", classmethod(lambda cls, *a, **k: face_embeddings.TinyFaceEmbedder()))
+    monkeypatch.setattr(face_embeddings.ArcFaceEmbedder, "from_pretrained", classmethod(lambda cls, *a, **k: TinyFaceEmbedder()))
     stylizer = InfiniteYouStylizer.from_pretrained(base_model=str(tmp_path / "flux"), infiniteyou=str(tmp_path), device="cpu",
                                                    torch_dtype=torch.float32)
     assert isinstance(stylizer.pipe.controlnet, InfuseNet)

@@ -19,7 +19,7 @@ from styleid_guidance.pipelines.instantid import (
     draw_kps,
     kps_image,
 )
-from styleid_guidance.pipelines.tiny_controlnet import tiny_instantid_state_dict, tiny_sdxl_controlnet_components
+from styleid_guidance.tiny.controlnet import tiny_instantid_state_dict, tiny_sdxl_controlnet_components
 from styleid_guidance.errors import NoFaceError, StyleIDError
 from styleid_guidance.identity import StyleIDLoss
 
@@ -192,12 +192,13 @@ def test_official_layout_loads_from_files(tmp_path, face):
 
 def test_stylizer_from_pretrained_local_folders(tmp_path, monkeypatch):
     from styleid_guidance.pipelines import face_embeddings
+    from styleid_guidance.tiny.faces import TinyFaceEmbedder
 
     components = tiny_sdxl_controlnet_components()
     torch.save(tiny_instantid_state_dict(components["unet"]), tmp_path / "ip-adapter.bin")
     components["controlnet"].save_pretrained(tmp_path / "ControlNetModel")
     _save_sdxl_base(components, tmp_path / "sdxl")
-    monkeypatch.setattr(face_embeddings.ONNXFaceEmbedder, "from_pretrained", classmethod(lambda cls, *a, **k: face_embeddings.TinyFaceEmbedder()))
+    monkeypatch.setattr(face_embeddings.ONNXFaceEmbedder, "from_pretrained", classmethod(lambda cls, *a, **k: TinyFaceEmbedder()))
     stylizer = InstantIDStylizer.from_pretrained(base_model=str(tmp_path / "sdxl"), instantid=str(tmp_path), device="cpu")
     assert isinstance(stylizer.pipe.controlnet, IdentityNet) and stylizer.pipe.image_proj_model is not None
 

@@ -16,7 +16,7 @@ from styleid_guidance.pipelines.ip_adapter import (
     read_ip_adapter_weights,
 )
 from styleid_guidance.pipelines.presets import ip_adapter_preset
-from styleid_guidance.pipelines.tiny import tiny_ip_adapter_state_dict, tiny_sd15_components
+from styleid_guidance.tiny.sd import tiny_ip_adapter_state_dict, tiny_sd15_components
 from styleid_guidance import StyleIDEncoder, StyleIDLoss, build_identity_loss
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.faces import FaceRegion
@@ -81,7 +81,7 @@ def test_weight_files_round_trip_and_bad_files(tmp_path):
         read_ip_adapter_weights(tmp_path / "missing.bin")
     with pytest.raises(StyleIDError, match="image_proj"):
         ip_adapter_variant({"unet": {}})
-    with pytest.raises(StyleIDError, match="weight-name"):
+    with pytest.raises(StyleIDError, match="weight_name"):
         load_ip_adapter(pipe, tmp_path)
     with pytest.raises(StyleIDError, match="not available"):  # offline Hub id: a clear message, no traceback
         IPAdapterStylizer.from_pretrained("nobody/no-such-model", vae=None)
@@ -156,8 +156,8 @@ def test_example_writes_an_annotated_grid(tmp_path):
 def test_sdxl_faceid_with_guidance(astronaut, loss):
     from diffusers import StableDiffusionXLPipeline
 
-    from styleid_guidance.pipelines.face_embeddings import TinyFaceEmbedder
-    from styleid_guidance.pipelines.tiny import tiny_sdxl_components
+    from styleid_guidance.tiny.faces import TinyFaceEmbedder
+    from styleid_guidance.tiny.sd import tiny_sdxl_components
 
     pipe = StableDiffusionXLPipeline(**tiny_sdxl_components())
     assert load_ip_adapter(pipe, tiny_ip_adapter_state_dict(pipe.unet, "faceid")) == "faceid"

@@ -7,25 +7,19 @@ Images are 64 px (32-px latents).
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
-from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
 from tokenizers import pre_tokenizers
 from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from styleid_guidance.pipelines.schedulers import sd15_scheduler
+
+from .rng import seeded
 
 IMAGE_SIZE = 64
 CROSS_ATTENTION_DIM = 8
 CLIP_IMAGE_SIZE = 32
 IP_ADAPTER_VARIANTS = ("plain", "faceid", "faceid-plus", "faceid-plusv2")
-
-
-@contextlib.contextmanager
-def seeded(seed: int):
-    """Seeded default initialisation that leaves the caller's RNG untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 def byte_tokenizer(max_length: int = 77) -> CLIPTokenizer:
@@ -35,12 +29,6 @@ def byte_tokenizer(max_length: int = 77) -> CLIPTokenizer:
         for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
             vocab.setdefault(ch + suffix, len(vocab))
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
-
-
-def sd15_scheduler() -> DDIMScheduler:
-    """DDIM as in the paper's IP-Adapter generations (SD1.5 betas, no clipping, eta 0)."""
-    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                         set_alpha_to_one=False, steps_offset=1)
 
 
 def tiny_sd15_components(seed: int = 0) -> dict:

@@ -2,6 +2,16 @@
 
 Shapes follow diffusers' own pipeline tests, shrunk further; the point is to run the real pipeline code paths
 (InstantID, InfiniteYou, guidance callbacks) without any download. Images of 32–64 px.
+
+Random weights are not trained weights, and two things a trained InstantID / InfiniteYou does by itself have
+to be forced here, or the tiny pipelines would ignore the face and every identity test would pass vacuously:
+- `_unzero`: a ControlNet is *initialised* with zero output convolutions so that, before training, it adds
+  nothing to the UNet / transformer. A random tiny one would stay exactly inert; giving those layers small
+  random weights makes IdentityNet / InfuseNet actually change the output, as trained ones do.
+- `ID_GAIN`: a random Resampler's tokens are dominated by its learnt-query latents and hardly move with its
+  512-d input; training makes them depend on the face. Scaling the input projection by ID_GAIN gives the tiny
+  face embedding a visible say in the tokens (different faces → different images).
+Neither trick is used with real weights: they live only here, in the tiny builders.
 """
 from __future__ import annotations
 
@@ -9,24 +19,23 @@ import torch
 from diffusers import AutoencoderKL, EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
-from .infiniteyou import InfuseNet
-from .instantid import IdentityNet
-from .resampler import build_resampler, diffusers_to_upstream
-from .tiny import byte_tokenizer, seeded
+from styleid_guidance.pipelines.resampler import build_resampler, diffusers_to_upstream
+
+from .rng import seeded
+from .sd import byte_tokenizer
 
 TEXT_DIM = 32  # each tiny text encoder's width; SDXL cross-attention = 2 × this
-# A random Resampler's tokens hardly depend on its input next to its learnt queries; a trained one's do.
-# Scaling the input projection gives the tiny face embedding a visible say.
-ID_GAIN = 10.0
+ID_GAIN = 10.0  # input-projection gain of the random Resampler (module docstring: why)
 
 
-def _clip_config(**kw) -> CLIPTextConfig:
+def _clip_config(**kw: object) -> CLIPTextConfig:
     return CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=TEXT_DIM, intermediate_size=37,
                           num_attention_heads=4, num_hidden_layers=2, vocab_size=1000, projection_dim=TEXT_DIM, **kw)
 
 
 def _unzero(model: torch.nn.Module, std: float = 0.05) -> None:
-    """ControlNets start with zero output layers (no effect until trained); give a tiny random one some."""
+    """Give a random ControlNet's zero-initialised layers small random weights, so it has an effect (module
+    docstring: why). Only all-zero weight matrices/kernels are touched; biases stay zero."""
     for p in model.parameters():
         if p.ndim > 1 and not p.detach().any():
             p.data.normal_(0.0, std)
@@ -34,6 +43,9 @@ def _unzero(model: torch.nn.Module, std: float = 0.05) -> None:
 
 def tiny_sdxl_controlnet_components(seed: int = 0) -> dict:
     """Components for `StableDiffusionXLControlNetPipeline` (and InstantID), with an IdentityNet controlnet."""
+    # imported here, not with the module: building the tiny FLUX set must not load the SDXL pipeline module
+    from styleid_guidance.pipelines.instantid import IdentityNet
+
     with seeded(seed):
         unet_kw = dict(block_out_channels=(8, 16), layers_per_block=1, in_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
                        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
@@ -74,6 +86,8 @@ def tiny_instantid_state_dict(unet: UNet2DConditionModel, seed: int = 0, num_tok
 def tiny_flux_controlnet_components(seed: int = 0) -> dict:
     """Components for `FluxControlNetPipeline` (and InfiniteYou), with an InfuseNet controlnet."""
     from diffusers import FluxTransformer2DModel
+
+    from styleid_guidance.pipelines.infiniteyou import InfuseNet  # here, so the SDXL set does not load FLUX
 
     with seeded(seed):
         flux_kw = dict(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
