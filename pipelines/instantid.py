@@ -142,7 +142,8 @@ class StableDiffusionXLInstantIDPipeline(StableDiffusionXLControlNetPipeline):
             if name.endswith("attn1.processor"):  # self-attention: plain
                 processors[name] = AttnProcessor2_0()
                 continue
-            proc = InstantIDAttnProcessor(attn.to_k.out_features, attn.to_k.in_features, num_tokens, scale)
+            with torch.random.fork_rng(devices=[]):  # the random init is overwritten below: leave the caller's RNG alone
+                proc = InstantIDAttnProcessor(attn.to_k.out_features, attn.to_k.in_features, num_tokens, scale)
             for param in ("to_k_ip", "to_v_ip"):
                 key = f"{index}.{param}.weight"
                 expected.add(key)

@@ -69,15 +69,16 @@ def resampler_from_upstream(state_dict: dict[str, torch.Tensor], source: str = "
     _, num_queries, hidden_dim = state_dict["latents"].shape
     depth = 1 + max(int(m.group(1)) for k in state_dict if (m := _LAYER.match(k)))
     inner = state_dict["layers.0.0.to_q.weight"].shape[0]
-    model = IPAdapterPlusImageProjection(
-        embed_dims=state_dict["proj_in.weight"].shape[1],
-        output_dims=state_dict["proj_out.weight"].shape[0],
-        hidden_dims=hidden_dim,
-        depth=depth,
-        dim_head=UPSTREAM_DIM_HEAD if inner >= UPSTREAM_DIM_HEAD else inner,
-        heads=max(inner // UPSTREAM_DIM_HEAD, 1),
-        num_queries=num_queries,
-    )
+    with torch.random.fork_rng(devices=[]):  # the random init is replaced by the checkpoint: leave the caller's RNG alone
+        model = IPAdapterPlusImageProjection(
+            embed_dims=state_dict["proj_in.weight"].shape[1],
+            output_dims=state_dict["proj_out.weight"].shape[0],
+            hidden_dims=hidden_dim,
+            depth=depth,
+            dim_head=UPSTREAM_DIM_HEAD if inner >= UPSTREAM_DIM_HEAD else inner,
+            heads=max(inner // UPSTREAM_DIM_HEAD, 1),
+            num_queries=num_queries,
+        )
     result = model.load_state_dict(upstream_to_diffusers(state_dict), strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise StyleIDError(

@@ -199,3 +199,14 @@ def test_example_tiny_saves_an_annotated_grid(tmp_path, capsys):
     assert Image.open(out).size[0] == 3 * 256
     assert run_cli(main, ["--tiny", "--out", str(tmp_path / "grid.jpg")], prog="infiniteyou_guided") == 2
     assert "saved as PNG" in capsys.readouterr().err
+
+
+def test_tiny_leaves_the_global_rng_alone():
+    """Building the tiny models is seeded (the same weights every time) without reseeding the caller's RNG."""
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    cuda_before = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    InfiniteYouStylizer.tiny()
+    assert torch.equal(torch.get_rng_state(), before)
+    if torch.cuda.is_available():
+        assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), cuda_before))

@@ -281,3 +281,14 @@ def test_example_tiny_saves_an_annotated_grid(tmp_path, capsys):
     assert grid.size[0] == 3 * 256 and grid.size[1] > 256  # reference, unguided, guided (+ captions)
     assert run_cli(main, ["--tiny", "--levels", "9"], prog="instantid_guided") == 2
     assert "strength_level must be an integer from 1 to 7" in capsys.readouterr().err
+
+
+def test_tiny_leaves_the_global_rng_alone():
+    """Building the tiny models is seeded (the same weights every time) without reseeding the caller's RNG."""
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    cuda_before = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    InstantIDStylizer.tiny()
+    assert torch.equal(torch.get_rng_state(), before)
+    if torch.cuda.is_available():
+        assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), cuda_before))

@@ -170,3 +170,15 @@ def test_sdxl_faceid_with_guidance(astronaut, loss):
     assert loss(guided).item() < 0.5 * loss(plain).item()
     with pytest.raises(StyleIDError, match="face embedder"):
         IPAdapterStylizer(pipe, "faceid", None)
+
+
+def test_tiny_leaves_the_global_rng_alone():
+    """Building the tiny models is seeded (the same weights every time) without reseeding the caller's RNG."""
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    cuda_before = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    IPAdapterStylizer.tiny()
+    IPAdapterStylizer.tiny(variant="plain")
+    assert torch.equal(torch.get_rng_state(), before)
+    if torch.cuda.is_available():
+        assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), cuda_before))
