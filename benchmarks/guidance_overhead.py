@@ -142,7 +142,7 @@ def build_identity_loss(profile: str, face, device: torch.device):
         encoder = StyleIDEncoder.from_pretrained("kwanY/styleid")
     else:
         encoder = StyleIDEncoder.from_open_clip("ViT-L-14", pretrained=None)  # the real architecture, random weights
-    return StyleIDLoss(encoder.to(device).eval(), reference=face)
+    return StyleIDLoss(encoder.to(device).eval(), reference=face, crop="center")
 
 
 def tiny_decoder_for(stylizer, profile: str, device: torch.device):

@@ -58,7 +58,10 @@ def worker(mode: str, size: int, iters: int, warmup: int, device: str, threads: 
         from styleid_guidance.encoder import StyleIDEncoder
 
         model = StyleIDEncoder.from_open_clip("ViT-L-14", pretrained=None)
-    identity_loss = build_identity_loss(mode, model=model, device=dev)
+    # as JoJoGAN does: generator output is FFHQ-aligned, so the face region is known (no detector)
+    from styleid_guidance.jojogan.align import ffhq_face_region
+
+    identity_loss = build_identity_loss(mode, model=model, device=dev, crop="face", face_region=ffhq_face_region())
     latents = torch.randn(1, generator.n_latent, 512, device=dev) * 0.5 + generator.mean_latent(1000)
     targets = torch.rand(1, 3, size, size, device=dev) * 2 - 1
 

@@ -25,25 +25,23 @@ CAPTION_HEIGHT = 34
 
 
 def add_guidance_args(parser: argparse.ArgumentParser) -> None:
-    """Flags every guided example shares (reference, output, guidance settings, scorers, --tiny)."""
+    """Flags every guided example shares: the same groups and names as the `styleid` command."""
+    from styleid_guidance.cli import args as common
     from styleid_guidance.pipelines.presets import STYLE_PROMPTS
 
     parser.add_argument("--face", default=str(DEFAULT_FACE), help="reference face photo (default: the bundled astronaut)")
     parser.add_argument("--style", default="pixar", help=f"one of {', '.join(STYLE_PROMPTS)}, or any prompt text")
-    parser.add_argument("--levels", type=int, nargs="+", default=[4], help="strength levels 1..7, one grid row each")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="outputs/guided.png", help="where to save the annotated grid (PNG)")
-    parser.add_argument("--scale", type=float, default=None, help="guidance step size (default: the callback's)")
-    parser.add_argument("--mode", choices=("x0", "xt"), default="x0", help="x0: no denoiser backprop (default); xt: FreeDoM-style")
-    parser.add_argument("--guidance-decoder", default=None, help="AutoencoderTiny Hub id / folder (e.g. madebyollin/taesd) to decode x0 for guidance")
-    parser.add_argument("--start", type=float, default=0.0, help="first guided fraction of the steps")
-    parser.add_argument("--end", type=float, default=0.9, help="guided steps end here (fraction)")
-    parser.add_argument("--augment", type=int, default=2, help="random crop/flip views per guided step")
-    parser.add_argument("--styleid-model", default=None, help="StyleID encoder Hub id / folder (default kwanY/styleid)")
-    parser.add_argument("--arcface", default=None, help="ArcFace IR-SE50 weights file or folder (facexlib layout)")
-    parser.add_argument("--model-rootpath", default=None, help="folder with facexlib weights (ArcFace, RetinaFace)")
-    parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
-    parser.add_argument("--tiny", action="store_true", help="tiny random models: offline smoke run in seconds")
+    common.add_levels(parser, default="4")
+    common.add_seed(parser)
+    common.add_output(parser, "where to save the annotated grid (.png)", required=False, default="outputs/guided.png")
+    common.add_identity_guidance(parser)
+    common.add_model(parser)
+    common.add_arcface_model(parser)
+    common.add_faces(parser)
+    common.add_device(parser)
+    common.add_tiny(parser)
+    parser.add_argument("--inference-steps", type=common.positive_int, default=None,
+                        help="denoising steps (default: the strength preset's)")
 
 
 def style_prompt(style: str) -> str:
@@ -61,12 +59,14 @@ def build_scorers(args: argparse.Namespace, reference: PIL.Image.Image) -> dict[
         from styleid_guidance import StyleIDEncoder
         from styleid_guidance.arcface import build_arcface_backbone
 
-        styleid_model, arcface_model = StyleIDEncoder.from_open_clip("test-tiny", pretrained=None), build_arcface_backbone()
+        styleid_model, arcface_model = StyleIDEncoder.from_pretrained("test-tiny"), build_arcface_backbone()
     else:
-        styleid_model, arcface_model = args.styleid_model, args.arcface
+        styleid_model, arcface_model = args.model, args.arcface_model
+    # --tiny runs offline: MTCNN ships its weights, RetinaFace downloads them
+    faces = dict(crop=args.crop, detector=args.detector or ("mtcnn" if args.tiny else "retinaface"), model_rootpath=args.model_rootpath)
     return {
-        "StyleID": build_identity_loss("styleid", reference, model=styleid_model, device=device),
-        "ArcFace": build_identity_loss("arcface", reference, model=arcface_model, device=device, model_rootpath=args.model_rootpath),
+        "StyleID": build_identity_loss("styleid", reference, model=styleid_model, device=device, **faces),
+        "ArcFace": build_identity_loss("arcface", reference, model=arcface_model, device=device, **faces),
     }
 
 
@@ -82,9 +82,9 @@ def build_guidance(args: argparse.Namespace, identity_loss: torch.nn.Module):
         folder = resolve_model_dir(args.guidance_decoder, kind="guidance decoder", flag="--guidance-decoder")
         device = identity_loss.device
         decoder = AutoencoderTiny.from_pretrained(folder).to(device).eval().requires_grad_(False)
-    kwargs = {} if args.scale is None else {"scale": args.scale}
-    return IdentityGuidanceCallback(identity_loss, mode=args.mode, guidance_decoder=decoder, start=args.start, end=args.end,
-                                    augment=args.augment, seed=args.seed, **kwargs)
+    kwargs = {} if args.id_scale is None else {"scale": args.id_scale}
+    return IdentityGuidanceCallback(identity_loss, mode=args.id_mode, guidance_decoder=decoder, start=args.id_start, end=args.id_end,
+                                    augment=args.augment_views, seed=args.seed, **kwargs)
 
 
 @torch.no_grad()
@@ -114,7 +114,7 @@ def annotated_grid(rows: Sequence[Sequence[tuple[PIL.Image.Image, str]]], tile: 
 def save_png(image: PIL.Image.Image, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise StyleIDError(f"--out {path}: the grid is saved as PNG; give a path ending in .png")
+        raise StyleIDError(f"--output {path}: the grid is saved as PNG; give a path ending in .png")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:
         image.save(tmp, format="PNG")

@@ -1,11 +1,11 @@
 """InfiniteYou (FLUX) stylisation, unguided vs StyleID-guided with the same seed, as an annotated grid.
 
-    python examples/infiniteyou_guided.py --face me.jpg --style ghibli --levels 2 4 6 --cpu-offload --out outputs/infu.png
-    python examples/infiniteyou_guided.py --tiny --out outputs/infiniteyou_tiny.png     # offline smoke run
+    python examples/infiniteyou_guided.py --face me.jpg --style ghibli --levels 2,4,6 --cpu-offload --output outputs/infu.png
+    python examples/infiniteyou_guided.py --tiny --output outputs/infiniteyou_tiny.png     # offline smoke run
 
 Real weights (Hub ids or local folders): --base-model (black-forest-labs/FLUX.1-dev, gated: accept its licence
 and `hf auth login`), --infiniteyou (ByteDance/InfiniteYou, or a folder with InfuseNetModel/ +
-image_proj_model.bin), --arcface (facexlib recognition_arcface_ir_se50.pth), --styleid-model (kwanY/styleid).
+image_proj_model.bin), --arcface-model (facexlib recognition_arcface_ir_se50.pth), --model (kwanY/styleid).
 Peak GPU memory (bf16): ~43 GB; --cpu-offload ~30 GB; --quantize-8bit ~24 GB (needs optimum-quanto); both ~16 GB.
 Add --guidance-decoder madebyollin/taef1 for cheaper guidance steps.
 """
@@ -26,15 +26,13 @@ from styleid_guidance.images import load_image  # noqa: E402
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="infiniteyou_guided", description=__doc__.split("\n")[0])
     add_guidance_args(parser)
-    parser.set_defaults(out="outputs/infiniteyou_guided.png")
+    parser.set_defaults(output="outputs/infiniteyou_guided.png")
     parser.add_argument("--base-model", default="black-forest-labs/FLUX.1-dev", help="FLUX.1-dev: Hub id or folder")
     parser.add_argument("--infiniteyou", default="ByteDance/InfiniteYou", help="Hub id or folder (repo root or the model-version folder)")
     parser.add_argument("--model-version", default="aes_stage2", choices=("aes_stage2", "sim_stage1"))
-    parser.add_argument("--detector", choices=("retinaface", "mtcnn"), default="retinaface")
     parser.add_argument("--pose", default=None, help="photo whose face keypoints set the pose (default: none, identity only)")
     parser.add_argument("--cpu-offload", action="store_true", help="diffusers model CPU offload (~30 GB peak instead of ~43)")
     parser.add_argument("--quantize-8bit", action="store_true", help="int8 weights via optimum-quanto (~24 GB; ~16 with --cpu-offload)")
-    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the preset's 20)")
     return parser
 
 
@@ -50,12 +48,12 @@ def main(argv=None) -> int:
         stylizer = InfiniteYouStylizer.tiny(device=args.device or "cpu")
     else:
         stylizer = InfiniteYouStylizer.from_pretrained(args.base_model, infiniteyou=args.infiniteyou, model_version=args.model_version,
-                                                       arcface=args.arcface, detector=args.detector, model_rootpath=args.model_rootpath,
+                                                       arcface=args.arcface_model, detector=args.detector or "retinaface", model_rootpath=args.model_rootpath,
                                                        device=args.device, cpu_offload=args.cpu_offload, quantize_8bit=args.quantize_8bit)
     scorers = build_scorers(args, face)
     guidance = build_guidance(args, scorers["StyleID"])
     prompt = style_prompt(args.style)
-    overrides = {} if args.steps is None else {"num_inference_steps": args.steps}
+    overrides = {} if args.inference_steps is None else {"num_inference_steps": args.inference_steps}
     if pose is not None:
         overrides["pose_image"] = pose
 
@@ -63,8 +61,8 @@ def main(argv=None) -> int:
         return stylizer(face, prompt, strength_level=strength_level, identity_guidance=identity_guidance, seed=seed, **overrides)
 
     grid = guided_comparison(stylize, face, prompt, args.levels, guidance, scorers, args.seed,
-                             title=f"InfiniteYou: {prompt!r}, seed {args.seed}, guidance {args.mode} scale {guidance.config.scale}")
-    print(f"saved {save_png(grid, args.out)}")
+                             title=f"InfiniteYou: {prompt!r}, seed {args.seed}, guidance {args.id_mode} scale {guidance.config.scale}")
+    print(f"saved {save_png(grid, args.output)}")
     return 0
 
 

@@ -1,11 +1,11 @@
 """InstantID stylisation, unguided vs StyleID-guided with the same seed, as an annotated grid.
 
-    python examples/instantid_guided.py --face me.jpg --style anime --levels 2 4 6 --out outputs/instantid.png
-    python examples/instantid_guided.py --tiny --out outputs/instantid_tiny.png     # offline smoke run
+    python examples/instantid_guided.py --face me.jpg --style anime --levels 2,4,6 --output outputs/instantid.png
+    python examples/instantid_guided.py --tiny --output outputs/instantid_tiny.png     # offline smoke run
 
 Real weights (Hub ids or local folders): --base-model (an SDXL checkpoint; the paper uses YamerMIX_v8),
 --instantid (a folder with ControlNetModel/ + ip-adapter.bin, InstantX/InstantID), --face-model (insightface
-antelopev2: glintr100.onnx), --styleid-model (kwanY/styleid), --arcface (facexlib IR-SE50). About 15 GB of GPU
+antelopev2: glintr100.onnx), --model (kwanY/styleid), --arcface-model (facexlib IR-SE50). About 15 GB of GPU
 memory in fp16; add --guidance-decoder madebyollin/taesdxl for cheaper guidance steps.
 """
 from __future__ import annotations
@@ -25,13 +25,11 @@ from styleid_guidance.images import load_image  # noqa: E402
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="instantid_guided", description=__doc__.split("\n")[0])
     add_guidance_args(parser)
-    parser.set_defaults(out="outputs/instantid_guided.png")
+    parser.set_defaults(output="outputs/instantid_guided.png")
     parser.add_argument("--base-model", default="wangqixun/YamerMIX_v8", help="SDXL checkpoint: Hub id or folder")
     parser.add_argument("--instantid", default="InstantX/InstantID", help="folder or Hub id with ControlNetModel/ + ip-adapter.bin")
     parser.add_argument("--face-model", default="antelopev2", help="insightface pack name, folder or .onnx file")
     parser.add_argument("--face-root", default=None, help="insightface root (default ~/.insightface)")
-    parser.add_argument("--detector", choices=("retinaface", "mtcnn"), default="retinaface")
-    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the preset's 25)")
     return parser
 
 
@@ -46,18 +44,18 @@ def main(argv=None) -> int:
         stylizer = InstantIDStylizer.tiny(device=args.device or "cpu")
     else:
         stylizer = InstantIDStylizer.from_pretrained(args.base_model, instantid=args.instantid, face_model=args.face_model,
-                                                     face_model_root=args.face_root, detector=args.detector, device=args.device)
+                                                     face_model_root=args.face_root, detector=args.detector or "retinaface", device=args.device)
     scorers = build_scorers(args, face)
     guidance = build_guidance(args, scorers["StyleID"])
     prompt = style_prompt(args.style)
-    overrides = {} if args.steps is None else {"num_inference_steps": args.steps}
+    overrides = {} if args.inference_steps is None else {"num_inference_steps": args.inference_steps}
 
     def stylize(face, prompt, strength_level, identity_guidance, seed):
         return stylizer(face, prompt, strength_level=strength_level, identity_guidance=identity_guidance, seed=seed, **overrides)
 
     grid = guided_comparison(stylize, face, prompt, args.levels, guidance, scorers, args.seed,
-                             title=f"InstantID: {prompt!r}, seed {args.seed}, guidance {args.mode} scale {guidance.config.scale}")
-    print(f"saved {save_png(grid, args.out)}")
+                             title=f"InstantID: {prompt!r}, seed {args.seed}, guidance {args.id_mode} scale {guidance.config.scale}")
+    print(f"saved {save_png(grid, args.output)}")
     return 0
 
 

@@ -1,11 +1,11 @@
 """IP-Adapter FaceID-Plus stylisation, unguided vs StyleID-guided with the same seed, as an annotated grid.
 
-    python examples/ip_adapter_guided.py --face me.jpg --style pixar --levels 2 4 6 --out outputs/ip_adapter.png
-    python examples/ip_adapter_guided.py --tiny --out outputs/ip_adapter_tiny.png     # offline smoke run
+    python examples/ip_adapter_guided.py --face me.jpg --style pixar --levels 2,4,6 --output outputs/ip_adapter.png
+    python examples/ip_adapter_guided.py --tiny --output outputs/ip_adapter_tiny.png     # offline smoke run
 
 Real weights (Hub ids or local folders): --base-model (Realistic Vision V4), --vae (sd-vae-ft-mse), --ip-adapter
 + --weight-name (h94/IP-Adapter-FaceID, ip-adapter-faceid-plusv2_sd15.bin), --image-encoder (CLIP ViT-H),
---face-model (insightface buffalo_l), --styleid-model (kwanY/styleid), --arcface (facexlib IR-SE50).
+--face-model (insightface buffalo_l), --model (kwanY/styleid), --arcface-model (facexlib IR-SE50).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from styleid_guidance.images import load_image  # noqa: E402
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ip_adapter_guided", description=__doc__.split("\n")[0])
     add_guidance_args(parser)
-    parser.set_defaults(out="outputs/ip_adapter_guided.png")
+    parser.set_defaults(output="outputs/ip_adapter_guided.png")
     parser.add_argument("--base-model", default=ipa.DEFAULT_BASE)
     parser.add_argument("--vae", default=ipa.DEFAULT_VAE, help="'none' keeps the base model's VAE")
     parser.add_argument("--ip-adapter", default=ipa.DEFAULT_ADAPTER, help="Hub id, folder or weight file")
@@ -32,7 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-encoder", default=ipa.DEFAULT_IMAGE_ENCODER)
     parser.add_argument("--face-model", default="buffalo_l", help="insightface pack name, folder or .onnx file")
     parser.add_argument("--face-root", default=None, help="insightface root (default ~/.insightface)")
-    parser.add_argument("--detector", choices=("retinaface", "mtcnn"), default="retinaface")
     return parser
 
 
@@ -47,13 +46,13 @@ def main(argv=None) -> int:
         stylizer = ipa.IPAdapterStylizer.from_pretrained(
             args.base_model, ip_adapter=args.ip_adapter, weight_name=args.weight_name, image_encoder=args.image_encoder,
             vae=None if str(args.vae).lower() == "none" else args.vae, face_model=args.face_model, face_root=args.face_root,
-            detector=args.detector, device=args.device)
+            detector=args.detector or "retinaface", device=args.device)
     scorers = build_scorers(args, face)
     guidance = build_guidance(args, scorers["StyleID"])
     prompt = style_prompt(args.style)
     grid = guided_comparison(stylizer, face, prompt, args.levels, guidance, scorers, args.seed,
-                             title=f"IP-Adapter {stylizer.variant}: {prompt!r}, seed {args.seed}, guidance {args.mode} scale {guidance.config.scale}")
-    print(f"saved {save_png(grid, args.out)}")
+                             title=f"IP-Adapter {stylizer.variant}: {prompt!r}, seed {args.seed}, guidance {args.id_mode} scale {guidance.config.scale}")
+    print(f"saved {save_png(grid, args.output)}")
     return 0
 
 

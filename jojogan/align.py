@@ -39,6 +39,19 @@ def ffhq_quad(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
     return quad, float(np.hypot(*x) * 2)
 
 
+def ffhq_face_region() -> "FaceRegion":
+    """Where the face sits in any FFHQ-aligned image (every StyleGAN2 render is one): the 5 landmarks
+    of a canonical face carried through the FFHQ crop. Identity losses on generator output use it,
+    so they crop the face without running a detector on stylised images."""
+    from styleid_guidance.faces import ARCFACE_TEMPLATE, FaceRegion
+
+    quad, _ = ffhq_quad(ARCFACE_TEMPLATE)
+    # the quad's corners (top-left, bottom-left, bottom-right, top-right) are the aligned image's corners
+    origin, down, right = quad[0], quad[1] - quad[0], quad[3] - quad[0]
+    basis = np.stack([right, down], axis=1)
+    return FaceRegion(np.linalg.solve(basis, (ARCFACE_TEMPLATE - origin).T).T)
+
+
 def _reflect_pad(img: Image.Image, quad: np.ndarray, qsize: float, border: int) -> tuple[Image.Image, np.ndarray]:
     """Pad by reflection where the quad leaves the image, fading the padding to a blurred median colour."""
     from scipy.ndimage import gaussian_filter

@@ -20,7 +20,7 @@ from styleid_guidance.errors import StyleIDError
 from styleid_guidance.images import ImageInput, to_pil, to_tensor
 
 from . import checkpoints
-from .align import align_face, center_crop
+from .align import align_face, center_crop, ffhq_face_region
 from .e4e import E4EInverter, Encoder4Editing
 from .stylegan2 import Discriminator, Generator
 from .finetune import ID_LOSSES, FinetuneConfig, Progress, finetune
@@ -113,8 +113,9 @@ class JoJoGAN:
         model = id_model if id_model is not None else self.identity_models.get(identity_loss)
         if callable(model) and not isinstance(model, nn.Module):
             model = model()
-        return build_identity_loss(identity_loss, model=model, device=self.device, crop="center",
-                                   model_rootpath=self.model_rootpath)
+        # generator output is FFHQ-aligned: the face's place is known, no detector runs on stylised images
+        return build_identity_loss(identity_loss, model=model, device=self.device, crop="face",
+                                   face_region=ffhq_face_region(), model_rootpath=self.model_rootpath)
 
     def finetune(self, style_images: ImageInput | Sequence[ImageInput], identity_loss: Any = "styleid", id_weight: float = 1.0,
                  num_iter: int = 300, preserve_color: bool = False, alpha: float = 1.0, lr: float = 2e-3, seed: int = 0,

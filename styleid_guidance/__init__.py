@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "StyleIDEncoder": "encoder",
-    "StyleIDConfig": "encoder",
-    "LoraSettings": "encoder",
+    "StyleIDConfig": "config",
+    "LoraSettings": "config",
     "IdentityLoss": "identity",
     "StyleIDLoss": "identity",
     "ArcFaceLoss": "identity",
@@ -27,6 +27,7 @@ __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:
-    from .encoder import LoraSettings, StyleIDConfig, StyleIDEncoder
+    from .config import LoraSettings, StyleIDConfig
+    from .encoder import StyleIDEncoder
     from .errors import NoFaceError, StyleIDError
     from .identity import ArcFaceLoss, CLIPLoss, IdentityLoss, StyleIDLoss, build_identity_loss

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from .errors import StyleIDError
 from .faces import FaceRegion
 from .images import ImageInput, load_image, to_tensor
-from .options import IDENTITY_LOSSES  # noqa: F401  (re-exported)
+from .options import DEFAULT_CROP, IDENTITY_LOSSES
 from .preprocess import CROPS
 
 
@@ -34,7 +34,7 @@ class IdentityLoss(nn.Module):
         self,
         model: nn.Module,
         reference: ImageInput | Sequence[ImageInput] | None = None,
-        crop: str = "center",
+        crop: str = DEFAULT_CROP,
         face_region: FaceRegion | None = None,
         detector: str = "retinaface",
         model_rootpath: str | None = None,
@@ -46,6 +46,7 @@ class IdentityLoss(nn.Module):
         self.model = model.eval().requires_grad_(False)
         self.crop = crop
         self.face_region = face_region
+        self._region_given = face_region is not None  # then references are cut with it too, no detection
         self.detector = detector
         self.model_rootpath = model_rootpath
         self.register_buffer("reference_embedding", None, persistent=False)
@@ -86,10 +87,15 @@ class IdentityLoss(nn.Module):
     @torch.no_grad()
     def set_reference(self, reference: ImageInput | Sequence[ImageInput] | torch.Tensor) -> None:
         """Cache the reference embedding(s). With crop="face" each reference is aligned with its own
-        detected landmarks, and the first one's region becomes the default for generated images."""
-        if isinstance(reference, torch.Tensor) and self.crop != "face":
+        detected landmarks, and the first one's region becomes the default for generated images —
+        unless a `face_region` was given, which then cuts the references too (no detection)."""
+        if isinstance(reference, torch.Tensor) and (self.crop != "face" or self._region_given):
             # one batched pass (JoJoGAN re-sets a batch of references every iteration)
             self.reference_embedding = self.embed(reference).detach()
+            return
+        if self._region_given:
+            items = list(reference) if isinstance(reference, (list, tuple)) else [reference]
+            self.reference_embedding = torch.cat([self.embed(to_tensor(load_image(it))) for it in items]).detach()
             return
         embeddings, first_region = self._embed_photos(reference)
         if self.face_region is None:
@@ -137,7 +143,7 @@ class StyleIDLoss(IdentityLoss):
     name = "styleid"
     template = "styleid"
 
-    def __init__(self, encoder: nn.Module, reference=None, crop: str = "center", **kwargs):
+    def __init__(self, encoder: nn.Module, reference=None, crop: str = DEFAULT_CROP, **kwargs):
         super().__init__(encoder, reference=reference, crop=crop, **kwargs)
 
     @property
@@ -162,7 +168,7 @@ class ArcFaceLoss(IdentityLoss):
     name = "arcface"
     template = "arcface"
 
-    def __init__(self, backbone: nn.Module | None = None, reference=None, crop: str = "center", **kwargs):
+    def __init__(self, backbone: nn.Module | None = None, reference=None, crop: str = DEFAULT_CROP, **kwargs):
         if backbone is None:
             from .arcface import load_arcface_backbone
 
@@ -197,7 +203,7 @@ def build_identity_loss(
     *,
     model: str | os.PathLike | nn.Module | None = None,
     device: torch.device | str | None = None,
-    crop: str = "center",
+    crop: str = DEFAULT_CROP,
     detector: str = "retinaface",
     model_rootpath: str | None = None,
     face_region: FaceRegion | None = None,

@@ -1,9 +1,7 @@
 """Loading and converting images: everything becomes RGB float in [0, 1], or a clear error."""
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence, Union
 
@@ -12,6 +10,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import StyleIDError
+from .fileio import atomic_write  # noqa: F401  (re-exported: the long-standing import path)
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 
@@ -132,19 +131,3 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
         raise StyleIDError(f"{folder}: not a folder")
     pattern = "**/*" if recursive else "*"
     return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it over `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()

@@ -106,11 +106,11 @@ def test_only_lora_trains_and_frozen_branch_stays_put(tiny_encoder):
     frozen_before = {n: p.detach().clone() for n, p in params.items() if not p.requires_grad}
     x = torch.rand(4, 3, 64, 64)
     with torch.no_grad(), tiny_encoder.adapter_disabled():
-        z0 = tiny_encoder.embed(x)
+        z0 = tiny_encoder.embed(x, crop="center")
     opt = torch.optim.Adam(tiny_encoder.trainable_parameters(), lr=0.05)
     target = torch.roll(z0, 1, dims=0)
     for _ in range(5):
-        loss = (tiny_encoder.embed(x) - target).pow(2).sum()
+        loss = (tiny_encoder.embed(x, crop="center") - target).pow(2).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -118,9 +118,9 @@ def test_only_lora_trains_and_frozen_branch_stays_put(tiny_encoder):
         if n in frozen_before:  # bit-exact: LoRA adds x·A·B beside the frozen weights, never into them
             assert torch.equal(p, frozen_before[n]), n
     with torch.no_grad():
-        z = tiny_encoder.embed(x)
+        z = tiny_encoder.embed(x, crop="center")
         with tiny_encoder.adapter_disabled():
-            z0_after = tiny_encoder.embed(x)
+            z0_after = tiny_encoder.embed(x, crop="center")
     assert (z - z0).abs().max() > 1e-3
     assert torch.equal(z0_after, z0)
 
@@ -128,12 +128,12 @@ def test_only_lora_trains_and_frozen_branch_stays_put(tiny_encoder):
 def test_gradient_checkpointing_matches(tiny_encoder):
     _perturb_lora(tiny_encoder)
     x = torch.rand(2, 3, 64, 64)
-    tiny_encoder.embed(x).sum().backward()
+    tiny_encoder.embed(x, crop="center").sum().backward()
     grads = {n: p.grad.clone() for n, p in tiny_encoder.named_parameters() if p.requires_grad}
     tiny_encoder.zero_grad()
     tiny_encoder.set_grad_checkpointing(True)
     tiny_encoder.train()
-    tiny_encoder.embed(x).sum().backward()
+    tiny_encoder.embed(x, crop="center").sum().backward()
     for n, p in tiny_encoder.named_parameters():
         if p.requires_grad:
             torch.testing.assert_close(p.grad, grads[n], atol=1e-5, rtol=1e-4)
@@ -151,13 +151,13 @@ def test_lora_targets_are_configurable():
 
 def test_embed_tensor_is_differentiable_normalised_and_batch_invariant(tiny_encoder):
     x = torch.rand(5, 3, 90, 70, requires_grad=True)
-    z = tiny_encoder.embed(x, batch_size=2)
+    z = tiny_encoder.embed(x, batch_size=2, crop="center")
     assert z.shape == (5, 32)
     torch.testing.assert_close(z.norm(dim=-1), torch.ones(5))
     z[:, 0].sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     with torch.no_grad():
-        torch.testing.assert_close(tiny_encoder.embed(x.detach(), batch_size=64), z.detach(), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(tiny_encoder.embed(x.detach(), batch_size=64, crop="center"), z.detach(), atol=1e-5, rtol=1e-5)
 
 
 def test_embed_accepts_paths_pil_and_tensors_alike(tmp_path, tiny_encoder, astronaut):
@@ -165,9 +165,9 @@ def test_embed_accepts_paths_pil_and_tensors_alike(tmp_path, tiny_encoder, astro
     astronaut.save(path)
     x = torch.from_numpy(np.asarray(astronaut)).permute(2, 0, 1).float() / 255
     with torch.no_grad():
-        from_path = tiny_encoder.embed(str(path))
-        from_pil = tiny_encoder.embed([astronaut])
-        from_tensor = tiny_encoder.embed(x)
+        from_path = tiny_encoder.embed(str(path), crop="center")
+        from_pil = tiny_encoder.embed([astronaut], crop="center")
+        from_tensor = tiny_encoder.embed(x, crop="center")
     torch.testing.assert_close(from_path, from_pil)
     # files resize with PIL on CPU (as CLIPImageProcessor does), tensors with torch (differentiable)
     assert float((from_path * from_tensor).sum()) > 0.995

@@ -35,7 +35,7 @@ def _run(pipe, embeds, cb=None, height=64, width=48, output_type="pt"):
 
 def test_flux_guidance_on_packed_latents(flux, astronaut):
     pipe, embeds = flux
-    loss = StyleIDLoss(StyleIDEncoder.from_open_clip("test-tiny", pretrained=None), reference=astronaut)
+    loss = StyleIDLoss(StyleIDEncoder.from_open_clip("test-tiny", pretrained=None), reference=astronaut, crop="center")
     base = _run(pipe, embeds)
     assert torch.equal(_run(pipe, embeds, IdentityGuidanceCallback(loss, scale=0.0)), base)
     for mode in ("x0", "xt"):
@@ -48,7 +48,7 @@ def test_flux_guidance_on_packed_latents(flux, astronaut):
 def test_flux_decode_matches_the_pipeline_decode(flux):
     """The callback's x0 decode (unpack, scaling and shift) is exactly how the pipeline decodes its latents."""
     pipe, embeds = flux
-    cb = IdentityGuidanceCallback(StyleIDLoss(StyleIDEncoder.from_open_clip("test-tiny", pretrained=None), reference=torch.rand(1, 3, 64, 64)))
+    cb = IdentityGuidanceCallback(StyleIDLoss(StyleIDEncoder.from_open_clip("test-tiny", pretrained=None), reference=torch.rand(1, 3, 64, 64), crop="center"))
     cb.attach(pipe)
     packed = _run(pipe, embeds, output_type="latent")
     images = _run(pipe, embeds)

@@ -36,7 +36,7 @@ def _run(pipe, cb=None, prompt="a face", guidance_scale=1.0, seed=0, output_type
 def loss(astronaut):
     # one real face as reference; the tiny random encoder is the loss being optimised, so "guided output is
     # closer to the reference under this loss" is a deterministic property of the guidance, not of weights
-    return StyleIDLoss(StyleIDEncoder.from_open_clip("test-tiny", pretrained=None), reference=astronaut)
+    return StyleIDLoss(StyleIDEncoder.from_open_clip("test-tiny", pretrained=None), reference=astronaut, crop="center")
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_guidance_with_other_schedulers(loss, scheduler):
 
 
 def test_batch_and_cfg_with_one_reference_per_sample(pipe, astronaut, camera):
-    pair = StyleIDLoss(StyleIDEncoder.from_open_clip("test-tiny", pretrained=None), reference=[astronaut, camera])
+    pair = StyleIDLoss(StyleIDEncoder.from_open_clip("test-tiny", pretrained=None), reference=[astronaut, camera], crop="center")
     kw = dict(prompt=["a face", "a portrait"], guidance_scale=3.0)
     base = _run(pipe, **kw)
     guided = _run(pipe, IdentityGuidanceCallback(pair, scale=0.3, end=1.0, augment=2), **kw)
@@ -214,7 +214,7 @@ def test_face_region_box_and_bad_settings(pipe, unguided, loss, astronaut):
     with pytest.raises(StyleIDError, match="start"):
         IdentityGuidanceCallback(loss, start=0.8, end=0.2)
     with pytest.raises(StyleIDError, match="reference"):
-        IdentityGuidanceCallback(StyleIDLoss(StyleIDEncoder.from_open_clip("test-tiny", pretrained=None)))
+        IdentityGuidanceCallback(StyleIDLoss(StyleIDEncoder.from_open_clip("test-tiny", pretrained=None), crop="center"))
 
 
 def test_unsupported_scheduler_is_a_clear_error(loss):

@@ -33,7 +33,7 @@ def test_styleid_loss_gradient_flows_from_pixels(tiny_encoder, astronaut, crop):
 
 
 def test_gradient_descent_on_pixels_lowers_the_loss(tiny_encoder, astronaut):
-    loss_fn = StyleIDLoss(tiny_encoder, reference=astronaut)
+    loss_fn = StyleIDLoss(tiny_encoder, reference=astronaut, crop="center")
     x = torch.rand(1, 3, 64, 64, requires_grad=True)
     start = float(loss_fn(x))
     opt = torch.optim.Adam([x], lr=0.02)
@@ -46,15 +46,15 @@ def test_gradient_descent_on_pixels_lowers_the_loss(tiny_encoder, astronaut):
 
 
 def test_reference_broadcasts_or_pairs(tiny_encoder, astronaut, camera):
-    one = StyleIDLoss(tiny_encoder, reference=astronaut)
-    pair = StyleIDLoss(tiny_encoder, reference=[astronaut, camera])
+    one = StyleIDLoss(tiny_encoder, reference=astronaut, crop="center")
+    pair = StyleIDLoss(tiny_encoder, reference=[astronaut, camera], crop="center")
     x = torch.cat([_as_tensor(astronaut), _as_tensor(camera)])
     assert one(x).shape == (2,)
     assert torch.allclose(pair(x), torch.zeros(2), atol=1e-5)
     with pytest.raises(StyleIDError, match="reference faces for a batch of 3"):
         pair(torch.rand(3, 3, 64, 64))
     with pytest.raises(StyleIDError, match="no reference"):
-        StyleIDLoss(tiny_encoder)(x)
+        StyleIDLoss(tiny_encoder, crop="center")(x)
 
 
 @pytest.mark.parametrize("crop", ["center", "face"])
@@ -71,8 +71,8 @@ def test_arcface_baseline_shares_the_interface(astronaut, crop):
 
 def test_build_identity_loss_by_name(tiny_encoder, astronaut):
     assert build_identity_loss("none") is None
-    assert isinstance(build_identity_loss("styleid", model=tiny_encoder, device="cpu"), StyleIDLoss)
-    assert isinstance(build_identity_loss("clip", model=tiny_encoder, device="cpu"), CLIPLoss)
+    assert isinstance(build_identity_loss("styleid", model=tiny_encoder, device="cpu", crop="center"), StyleIDLoss)
+    assert isinstance(build_identity_loss("clip", model=tiny_encoder, device="cpu", crop="center"), CLIPLoss)
     with pytest.raises(StyleIDError, match="one of styleid, arcface, clip, none"):
         build_identity_loss("facenet")
     with pytest.raises(StyleIDError, match="crop must be one of"):
@@ -81,7 +81,7 @@ def test_build_identity_loss_by_name(tiny_encoder, astronaut):
 
 def test_missing_weights_are_a_clear_error(tmp_path):
     with pytest.raises(StyleIDError, match="not available.*local copy") as err:
-        build_identity_loss("styleid", model="kwanY/styleid", device="cpu")
+        build_identity_loss("styleid", model="kwanY/styleid", device="cpu", crop="center")
     assert "--" not in str(err.value)  # a Python caller passed no flag; the CLI adds flag names
     with pytest.raises(StyleIDError, match="ArcFace weights not found"):
         load_arcface_backbone(tmp_path / "nope.pth")
@@ -109,7 +109,7 @@ def test_face_crop_without_a_face_suggests_center(tiny_encoder):
 
 
 def test_nan_images_never_give_a_similarity(tiny_encoder, astronaut):
-    loss_fn = StyleIDLoss(tiny_encoder, reference=astronaut)
+    loss_fn = StyleIDLoss(tiny_encoder, reference=astronaut, crop="center")
     x = torch.rand(1, 3, 64, 64)
     x[0, 0, 0, 0] = float("nan")
     with pytest.raises(StyleIDError, match="NaN"):

@@ -98,7 +98,7 @@ def test_strength_levels_set_the_papers_scales(pipe, face, monkeypatch, level):
 
 @pytest.mark.parametrize("mode", ["x0", "xt"])
 def test_guidance_raises_styleid_similarity_and_scale_zero_is_exact(pipe, face, tiny_encoder, astronaut, mode):
-    loss = StyleIDLoss(tiny_encoder, reference=astronaut)
+    loss = StyleIDLoss(tiny_encoder, reference=astronaut, crop="center")
     plain = _run(pipe, face.embedding)
     zero = _run(pipe, face.embedding, identity_guidance=IdentityGuidanceCallback(loss, scale=0.0, mode=mode))
     torch.testing.assert_close(zero, plain, atol=0, rtol=0)
@@ -195,9 +195,9 @@ def test_example_tiny_saves_an_annotated_grid(tmp_path, capsys):
     from styleid_guidance.errors import run_cli
 
     out = tmp_path / "grid.png"
-    assert main(["--tiny", "--steps", "2", "--augment", "0", "--out", str(out)]) == 0
+    assert main(["--tiny", "--inference-steps", "2", "--augment-views", "0", "--output", str(out)]) == 0
     assert Image.open(out).size[0] == 3 * 256
-    assert run_cli(main, ["--tiny", "--out", str(tmp_path / "grid.jpg")], prog="infiniteyou_guided") == 2
+    assert run_cli(main, ["--tiny", "--output", str(tmp_path / "grid.jpg")], prog="infiniteyou_guided") == 2
     assert "saved as PNG" in capsys.readouterr().err
 
 

@@ -121,7 +121,7 @@ def test_strength_levels_set_the_papers_scales(pipe, face, monkeypatch, level):
 
 @pytest.mark.parametrize("mode", ["x0", "xt"])
 def test_guidance_raises_styleid_similarity_and_scale_zero_is_exact(pipe, face, tiny_encoder, astronaut, mode):
-    loss = StyleIDLoss(tiny_encoder, reference=astronaut)
+    loss = StyleIDLoss(tiny_encoder, reference=astronaut, crop="center")
     plain = _run(pipe, face.embedding)
     zero = _run(pipe, face.embedding, identity_guidance=IdentityGuidanceCallback(loss, scale=0.0, mode=mode))
     torch.testing.assert_close(zero, plain, atol=0, rtol=0)
@@ -140,7 +140,7 @@ def test_user_callback_composes_with_guidance(pipe, face, tiny_encoder, astronau
         steps.append(kwargs["latents"].shape)
         return {}
 
-    _run(pipe, face.embedding, steps=2, identity_guidance=IdentityGuidanceCallback(StyleIDLoss(tiny_encoder, reference=astronaut)),
+    _run(pipe, face.embedding, steps=2, identity_guidance=IdentityGuidanceCallback(StyleIDLoss(tiny_encoder, reference=astronaut, crop="center")),
          callback_on_step_end=user, callback_on_step_end_tensor_inputs=["latents"])
     assert steps == [(1, 4, 32, 32)] * 2
 
@@ -273,14 +273,14 @@ def test_resampler_loader_reproduces_the_upstream_resampler(heads, hidden):
 
 def test_example_tiny_saves_an_annotated_grid(tmp_path, capsys):
     from examples.instantid_guided import main
-    from styleid_guidance.errors import run_cli
 
     out = tmp_path / "grid.png"
-    assert main(["--tiny", "--steps", "2", "--augment", "0", "--out", str(out)]) == 0
+    assert main(["--tiny", "--inference-steps", "2", "--augment-views", "0", "--output", str(out)]) == 0
     grid = Image.open(out)
     assert grid.size[0] == 3 * 256 and grid.size[1] > 256  # reference, unguided, guided (+ captions)
-    assert run_cli(main, ["--tiny", "--levels", "9"], prog="instantid_guided") == 2
-    assert "strength_level must be an integer from 1 to 7" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:  # rejected while parsing, before any model loads
+        main(["--tiny", "--levels", "9"])
+    assert done.value.code == 2 and "--levels: levels must be integers from 1 to 7" in capsys.readouterr().err
 
 
 def test_tiny_leaves_the_global_rng_alone():

@@ -29,7 +29,7 @@ def stylizer():
 
 @pytest.fixture(scope="module")
 def loss(astronaut):
-    return StyleIDLoss(StyleIDEncoder.from_open_clip("test-tiny", pretrained=None), reference=astronaut)
+    return StyleIDLoss(StyleIDEncoder.from_open_clip("test-tiny", pretrained=None), reference=astronaut, crop="center")
 
 
 @pytest.mark.parametrize("variant", ["plain", "faceid", "faceid-plus"])
@@ -146,11 +146,11 @@ def test_example_writes_an_annotated_grid(tmp_path):
     from examples.ip_adapter_guided import main
 
     out = tmp_path / "grid.png"
-    assert main(["--tiny", "--levels", "3", "--out", str(out), "--scale", "0.3", "--augment", "0"]) == 0
+    assert main(["--tiny", "--levels", "3", "--output", str(out), "--id-scale", "0.3", "--augment-views", "0"]) == 0
     grid = PIL.Image.open(out)
     assert grid.size == (3 * 256, 34 + 256 + 34)  # title, then reference | unguided | guided with captions
     with pytest.raises(StyleIDError, match="png"):
-        main(["--tiny", "--levels", "3", "--out", str(tmp_path / "grid.jpg")])
+        main(["--tiny", "--levels", "3", "--output", str(tmp_path / "grid.jpg")])
 
 
 def test_sdxl_faceid_with_guidance(astronaut, loss):

@@ -65,7 +65,7 @@ def test_max_steps_zero_exports_the_initial_encoder(tmp_path):
     enc = StyleIDEncoder.from_pretrained(out / "final")
     ref = build_encoder(build_config(TrainConfig, {}, {"backbone": "test-tiny", "max_steps": 0, "lora_alpha": 16.0}))
     x = torch.rand(2, 3, 64, 64)
-    assert torch.allclose(enc.embed(x), ref.embed(x), atol=1e-6)
+    assert torch.allclose(enc.embed(x, crop="center"), ref.embed(x, crop="center"), atol=1e-6)
 
 
 def test_cli_user_errors_are_one_line(tmp_path, capsys):
@@ -95,7 +95,7 @@ def test_short_training_raises_heldout_auroc(tmp_path, smoke):
     assert [s for s, _ in list_checkpoints(out)] == [40]  # keep_last=1 pruned step 20
     trained = StyleIDEncoder.from_pretrained(final)
     x = torch.rand(2, 3, 64, 64)
-    assert not torch.allclose(trained.embed(x), build_encoder(cfg).embed(x), atol=1e-4)
+    assert not torch.allclose(trained.embed(x, crop="center"), build_encoder(cfg).embed(x, crop="center"), atol=1e-4)
     # the exported folder converts to the authors' transformers format
     assert (trained.export_transformers(tmp_path / "hf") / "model.safetensors").is_file()
 

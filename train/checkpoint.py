@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from styleid_guidance.errors import StyleIDError
+from styleid_guidance.fileio import replace_dir
 
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"^step-(\d{8})$")
@@ -110,33 +111,6 @@ def publish(tmp: Path, output: Path, step: int, keep_last: int) -> Path:
     for _, d in list_checkpoints(output)[:-keep_last]:
         shutil.rmtree(d, ignore_errors=True)
     return dest
-
-
-def replace_dir(tmp: Path, dest: Path) -> Path:
-    """Put the finished folder `tmp` at `dest`, replacing any old one; `dest` is never half-written."""
-    if dest.exists():
-        old = dest.with_name(f".old-{dest.name}")
-        shutil.rmtree(old, ignore_errors=True)  # left over from a crash mid-swap
-        os.replace(dest, old)
-        os.replace(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, dest)
-    _fsync_dir(dest.parent)
-    return dest
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def read_state(ckpt: Path) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import torch.nn as nn
 
 from styleid_guidance.encoder import StyleIDEncoder
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.images import atomic_write
+from styleid_guidance.fileio import atomic_dir, atomic_write
 from styleid_guidance.losses import StyleIDObjective
 
 from . import checkpoint as ckpt
@@ -49,14 +49,13 @@ METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "train_config.json"
 FINAL = "final"
 
+
 def save_final(encoder: StyleIDEncoder, output: Path, cfg: TrainConfig, step: int) -> Path:
-    """Write OUTPUT/final/ atomically (temp folder + rename) via `save_pretrained`."""
-    dest = output / FINAL
-    tmp = output / f".tmp-{FINAL}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    encoder.save_pretrained(tmp)
-    (tmp / "training.json").write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=2))
-    return ckpt.replace_dir(tmp, dest)
+    """Write OUTPUT/final/ (the encoder + training.json) as one folder swapped in whole."""
+    with atomic_dir(output / FINAL) as tmp:
+        encoder.save_pretrained(tmp)
+        (tmp / "training.json").write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=2))
+    return output / FINAL
 
 
 @dataclass

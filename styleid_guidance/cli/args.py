@@ -273,7 +273,12 @@ class for_option:
 
 class Parser(argparse.ArgumentParser):
     """One line for a bad value (`styleid train: error: argument --lr: ...`); a missing argument
-    still shows the usage, as argparse users expect."""
+    still shows the usage, as argparse users expect. No abbreviated flags: `--out` must not quietly
+    mean `--output` today and something else tomorrow."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> "typing.NoReturn":
         if "required" in message or "invalid choice" in message and "COMMAND" in self.format_usage():
