@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from styleid_guidance.config import LoraSettings
 from styleid_guidance.errors import StyleIDError
 
 SCHEDULES = ("constant", "cosine", "linear")
@@ -22,6 +23,9 @@ LAYOUTS = ("auto", "stylebench", "folders")
 GROUPS = {"data": "data", "model": "model", "objective": "objective (L_ang + λ_scon·L_scon + λ_reg·L_reg)",
           "optim": "optimisation", "guard": "guard (stops a run that diverges or collapses)",
           "log": "evaluation, checkpoints, logging"}
+
+
+_LORA = LoraSettings()  # the one place the LoRA defaults are set
 
 
 def _opt(default: Any, help: str, group: str, **extra: Any) -> Any:
@@ -40,9 +44,9 @@ class TrainConfig:
     # model
     backbone: str = _opt("ViT-L-14", "open_clip model name, or test-tiny (a random 64-px model for smoke runs)", "model")
     pretrained: str | None = _opt("openai", "open_clip pretrained tag; none = random weights", "model")
-    lora_rank: int = _opt(8, "LoRA rank r", "model")
-    lora_alpha: float = _opt(8.0, "LoRA alpha (scaling alpha/r; see train/README.md for why alpha = r)", "model")
-    lora_targets: str = _opt("attn+mlp", "layers LoRA adapts: attn, mlp or attn+mlp", "model")
+    lora_rank: int = _opt(_LORA.rank, "LoRA rank r", "model")
+    lora_alpha: float = _opt(_LORA.alpha, "LoRA alpha (scaling alpha/r; see train/README.md for why alpha = r)", "model")
+    lora_targets: str = _opt(_LORA.targets, "layers LoRA adapts: attn, mlp or attn+mlp", "model")
     grad_checkpointing: bool = _opt(False, "recompute activations in backward to save memory", "model")
     # objective (paper: m = 0.5, α = 32, τ = 0.1, λ_scon = 0.6, λ_reg = 0.1)
     margin: float = _opt(0.5, "angular margin m of L_ang (radians)", "objective")

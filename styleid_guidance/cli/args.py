@@ -78,6 +78,17 @@ def add_device(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def add_precision(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str = "auto") -> None:
+    """--precision: auto = bf16 where the device runs it natively (CUDA with bf16, CPUs with AMX /
+    AVX512-BF16), fp32 elsewhere."""
+    p.add_argument("--precision", choices=PRECISIONS, default=default,
+                   help="compute precision: auto (bf16 where the hardware runs it natively, else fp32), fp32, bf16, fp16 "
+                        "(default: %(default)s)")
+
+
 def add_faces(p: argparse.ArgumentParser | argparse._ArgumentGroup, crop: bool = True) -> None:
     """--crop, --detector, --model-rootpath: one definition for every command that finds faces."""
     if crop:
