@@ -25,7 +25,7 @@ install: $(STAMP)
 
 # real models when they can be had (downloaded on first use), otherwise the built-in tiny profile
 demo: $(STAMP)
-	$(BIN)/styleid-demo $(DEMO_ARGS)
+	$(BIN)/styleid demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)

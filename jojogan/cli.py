@@ -57,7 +57,7 @@ def register(sub: Any) -> None:
     common.add_model(g)
     common.add_arcface_model(g)
     g = t.add_argument_group("fine-tuning")
-    g.add_argument("--max-steps", "--num-iter", "--num_iter", dest="max_steps", type=common.positive_int, default=d.num_iter,
+    g.add_argument("--max-steps", "--num-iter", "--num_iter", dest="max_steps", type=int, default=d.num_iter,
                    help="fine-tuning iterations (default: %(default)s)")
     g.add_argument("--lr", type=common.finite_float, default=d.lr, help="Adam learning rate (default: %(default)s)")
     g.add_argument("--alpha", type=common.finite_float, default=d.alpha, help="style strength in [0, 1] (default: %(default)s)")
@@ -101,6 +101,8 @@ def _load_latents(paths: Sequence[str], n_latent: int) -> Any:
 def run_train(args: argparse.Namespace) -> int:
     from .api import JoJoGAN
 
+    if args.max_steps < 1:
+        raise StyleIDError(f"--max-steps must be ≥ 1, got {args.max_steps}")
     if args.latents is not None and len(args.latents) != len(args.style_images):
         raise StyleIDError(f"--latents: got {len(args.latents)} files for {len(args.style_images)} style images; give one per image")
     device = common.device_from(args)

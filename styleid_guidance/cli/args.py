@@ -200,7 +200,7 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, groups: di
         if kind is bool:
             target.add_argument(*names, action=_Bool, **common)
         else:
-            type_fn = {int: int, float: finite_float}.get(kind, str)
+            type_fn = {int: int, float: finite_float}.get(kind)  # str: argparse's plain string, as elsewhere
             target.add_argument(*names, type=type_fn, choices=meta.get("choices"), metavar=meta.get("metavar"), **common)
 
 
