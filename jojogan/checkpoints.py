@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,7 +20,8 @@ import torch
 from torch import nn
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.images import atomic_write
+from styleid_guidance.fileio import atomic_write
+from styleid_guidance.safeload import load_weights_only
 
 from .e4e import E4EInverter, Encoder4Editing
 from .stylegan2 import Discriminator, Generator
@@ -34,12 +34,8 @@ def load_checkpoint(path: str | os.PathLike, what: str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise StyleIDError(f"{path}: {what} checkpoint not found; download it or give its path")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StyleIDError(f"{path}: not a loadable {what} checkpoint ({first[:160]})") from None
+    # rosinality training checkpoints also pickle their argparse.Namespace: a plain attribute bag
+    ckpt = load_weights_only(path, f"{what} checkpoint", allow=[argparse.Namespace])
     if not isinstance(ckpt, dict):
         raise StyleIDError(f"{path}: expected a dict checkpoint for the {what}, got {type(ckpt).__name__}")
     return ckpt

@@ -22,6 +22,13 @@ DEFAULT_STYLEGAN = "models/stylegan2-ffhq-config-f.pt"
 DEFAULT_E4E = "models/e4e_ffhq_encode.pt"
 
 
+def _power_of_two(text: str) -> int:
+    value = common.positive_int(text)
+    if value < 16 or value > 4096 or value & (value - 1):
+        raise argparse.ArgumentTypeError(f"must be a power of two from 16 to 4096 (StyleGAN2 doubles its resolution per block), got {value}")
+    return value
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--e4e-ckpt", "--e4e_ckpt", dest="e4e_ckpt", default=DEFAULT_E4E, metavar="PATH",
                    help="e4e encoder checkpoint (default: %(default)s)")
@@ -46,8 +53,9 @@ def register(sub: Any) -> None:
                    help="rosinality StyleGAN2 checkpoint with g_ema and d (default: %(default)s)")
     t.add_argument("--latents", nargs="+", default=None, metavar="PT",
                    help="saved w+ per style image (.pt with 'latent'), instead of e4e inversion")
-    t.add_argument("--size", type=common.positive_int, default=None,
-                   help="generator resolution, a power of two ≥ 16 (default: 1024, the FFHQ checkpoint; 64 with --tiny)")
+    t.add_argument("--size", type=_power_of_two, default=None,
+                   help="generator resolution, a power of two from 16 to 4096 (default: 1024, the FFHQ checkpoint; 64 with --tiny)")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing --output checkpoint (and its old sample grids)")
     d = FinetuneConfig()
     g = t.add_argument_group("identity term")
     g.add_argument("--id-loss", "--id_loss", dest="id_loss", choices=ID_LOSSES, default="styleid",
@@ -98,6 +106,23 @@ def _load_latents(paths: Sequence[str], n_latent: int) -> Any:
     return torch.stack(out)
 
 
+def _check_outputs(args: argparse.Namespace, output: Path, sample_dir: Path) -> None:
+    """Before the fine-tuning: the checkpoint and sample folder can be written, nothing is silently replaced."""
+    from ..fileio import check_writable_dir, check_writable_file
+
+    if output.suffix != ".pt":
+        raise StyleIDError(f"--output {output}: a style checkpoint is a .pt file")
+    if output.exists() and not args.overwrite:
+        raise StyleIDError(f"--output {output}: exists; pass --overwrite to replace it (and its sample grids)")
+    with common.for_option("--output"):
+        check_writable_file(output)
+    if args.sample_every:
+        with common.for_option("--sample-dir"):
+            check_writable_dir(sample_dir)
+    for old in sample_dir.glob("iter_*.png"):  # a new run's grids must not sit beside an old run's
+        old.unlink()
+
+
 def run_train(args: argparse.Namespace) -> int:
     from .api import JoJoGAN
 
@@ -105,6 +130,9 @@ def run_train(args: argparse.Namespace) -> int:
         raise StyleIDError(f"--max-steps must be ≥ 1, got {args.max_steps}")
     if args.latents is not None and len(args.latents) != len(args.style_images):
         raise StyleIDError(f"--latents: got {len(args.latents)} files for {len(args.style_images)} style images; give one per image")
+    output = Path(args.output)
+    sample_dir = Path(args.sample_dir or output.with_name(output.stem + "_samples"))
+    _check_outputs(args, output, sample_dir)
     device = common.device_from(args)
     if args.tiny:
         jj = JoJoGAN.tiny(size=args.size or 64, device=device, seed=args.seed)
@@ -119,8 +147,6 @@ def run_train(args: argparse.Namespace) -> int:
         jj = JoJoGAN(generator, discriminator, inverter, device=device)
     jj.detector = args.detector or jj.detector
     jj.model_rootpath = args.model_rootpath
-    output = Path(args.output)
-    sample_dir = args.sample_dir or str(output.with_name(output.stem + "_samples"))
     latents = _load_latents(args.latents, jj.generator.n_latent) if args.latents else None
     id_model = args.model if args.id_loss == "styleid" else args.arcface_model
     if args.tiny and args.model == common.RELEASED_MODEL:
@@ -128,7 +154,7 @@ def run_train(args: argparse.Namespace) -> int:
     generator = jj.finetune(args.style_images, identity_loss=args.id_loss, id_weight=args.id_weight, num_iter=args.max_steps,
                             preserve_color=args.preserve_color, alpha=args.alpha, lr=args.lr, seed=args.seed,
                             align=not args.no_align, latents=latents, id_model=id_model,
-                            sample_every=args.sample_every, sample_dir=sample_dir if args.sample_every else None)
+                            sample_every=args.sample_every, sample_dir=str(sample_dir) if args.sample_every else None)
     jj.save_style(generator, output, id_loss=args.id_loss, id_weight=args.id_weight, num_iter=args.max_steps,
                   alpha=args.alpha, preserve_color=args.preserve_color, lr=args.lr, seed=args.seed,
                   style_images=[str(s) for s in args.style_images])
@@ -140,10 +166,12 @@ def run_stylize(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from ..images import atomic_write
+    from ..fileio import atomic_write, check_writable_dir
     from . import checkpoints
     from .api import JoJoGAN
 
+    with common.for_option("--output"):
+        check_writable_dir(args.output)
     device = common.device_from(args)
     with common.for_option("--style-ckpt", args.style_ckpt):
         generator = checkpoints.load_style(args.style_ckpt)
@@ -158,7 +186,6 @@ def run_stylize(args: argparse.Namespace) -> int:
     jj.detector = args.detector or jj.detector
     jj.model_rootpath = args.model_rootpath
     out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
     style = Path(args.style_ckpt).stem
     for face in tqdm(args.faces, desc="stylize", disable=len(args.faces) < 2):
         aligned = jj.align(face, align=not args.no_align)

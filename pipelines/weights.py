@@ -9,6 +9,7 @@ from typing import Callable, TypeVar
 import torch
 
 from styleid_guidance.errors import StyleIDError
+from styleid_guidance.safeload import load_weights_only
 
 T = TypeVar("T")
 
@@ -31,7 +32,9 @@ def load_state_dict_file(path_or_dict: str | os.PathLike | dict, what: str) -> d
                 top, _, rest = k.partition(".")
                 nested.setdefault(top, {})[rest] = v
             return nested
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        return load_weights_only(path, what)
+    except StyleIDError:
+        raise
     except Exception as err:
         raise StyleIDError(f"{path}: cannot read {what} ({type(err).__name__}: {str(err)[:80]}); download it again") from None
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from .errors import StyleIDError
+from .safeload import load_weights_only
 
 ARCFACE_FILE = "recognition_arcface_ir_se50.pth"
 ARCFACE_URL = f"https://github.com/xinntao/facexlib/releases/download/v0.1.0/{ARCFACE_FILE}"
@@ -49,10 +50,9 @@ def load_arcface_backbone(
 ) -> nn.Module:
     """facexlib's pretrained IR-SE50 from a file, a folder, facexlib's weights folder, or a download."""
     path = _weights_path(path_or_dir, model_rootpath)
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise StyleIDError(f"{path}: not a readable ArcFace checkpoint ({type(err).__name__})") from None
+    state = load_weights_only(path, "ArcFace checkpoint")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise StyleIDError(f"{path}: not an IR-SE50 ArcFace checkpoint (expected a state dict of tensors)")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     model = build_arcface_backbone()
     expected = set(model.state_dict())

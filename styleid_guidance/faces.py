@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from .errors import NoFaceError, StyleIDError
 from .images import ImageInput, load_image
 from .options import DETECTORS  # noqa: F401  (re-exported)
+from .safeload import load_weights_only
 
 
 # insightface's ArcFace template for 112x112 crops: eyes, nose tip, mouth corners.
@@ -57,17 +58,19 @@ def _retinaface(model_rootpath: str | None, device: str):
     path = folder / "detection_Resnet50_Final.pth"
     if not path.exists():
         if _offline():
-            raise StyleIDError(
-                f"RetinaFace weights not found at {path} and downloads are off; put detection_Resnet50_Final.pth "
-                "there (--model-rootpath), use --detector mtcnn, or --crop center"
-            )
+            where = f"RetinaFace weights not found at {path} and downloads are off; put detection_Resnet50_Final.pth there"
+            raise StyleIDError(f"{where} (model_rootpath), use detector='mtcnn', or crop='center'",
+                               cli=f"{where} (--model-rootpath), use --detector mtcnn, or --crop center")
         try:
             from facexlib.utils import load_file_from_url
 
             path = Path(load_file_from_url(RETINAFACE_URL, model_dir="facexlib/weights", save_dir=str(folder)))
         except Exception as err:
-            raise StyleIDError(f"could not download the RetinaFace weights ({type(err).__name__}); use --detector mtcnn or --crop center") from None
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
+            raise StyleIDError(f"could not download the RetinaFace weights ({type(err).__name__}); use detector='mtcnn' or crop='center'",
+                               cli=f"could not download the RetinaFace weights ({type(err).__name__}); use --detector mtcnn or --crop center") from None
+    state = load_weights_only(path, "RetinaFace checkpoint")
+    if not isinstance(state, dict):
+        raise StyleIDError(f"{path}: not a RetinaFace state dict")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     model = RetinaFace(network_name="resnet50", half=False, device=torch.device(device))
     model.load_state_dict(state, strict=True)

@@ -7,7 +7,6 @@ Reading gives an open_clip ViT with identical embeddings to
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from .backbones import mlp_ratio, vit_from_kwargs
 from .config import OPENAI_MEAN, OPENAI_STD, LoraSettings, StyleIDConfig
 from .convert import hf_vision_to_open_clip, open_clip_to_hf_vision
 from .errors import StyleIDError
+from .safeload import load_weights_only
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
@@ -56,11 +56,10 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
             state.update(load_safetensors(folder / shard))
         return state
     if legacy.exists():
-        try:
-            return torch.load(str(legacy), map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
-            raise StyleIDError(f"{legacy}: refused: it is not a plain tensor checkpoint (a pickle that would run code "
-                               f"when loaded, or a damaged file: {str(err).splitlines()[0][:100]}); use a model.safetensors copy") from None
+        state = load_weights_only(legacy, "PyTorch checkpoint")
+        if not isinstance(state, dict):
+            raise StyleIDError(f"{legacy}: not a state dict of tensors; use a model.safetensors copy")
+        return state
     raise StyleIDError(f"{folder}: no model.safetensors (or pytorch_model.bin) found")
 
 

@@ -52,7 +52,8 @@ def test_embed_writes_npy_and_safetensors(tiny_model_dir, faces, tmp_path, capsy
     code, out, _ = _run(["embed", "--model", str(tiny_model_dir), "--crop", "center", str(faces), "--output", str(npy)], capsys)
     assert code == 0 and "3 embeddings" in out
     emb = np.load(npy)
-    names = npy.with_suffix(".files.txt").read_text().split()
+    header, *names = npy.with_suffix(".files.txt").read_text().splitlines()
+    assert header.startswith("# sha256=")  # ties the names to this very array (see embedding_files)
     assert emb.shape == (3, 32) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     assert names == ["astronaut.png", "camera.png", "sub/astronaut_gray.jpg"]
     st = tmp_path / "emb.safetensors"

@@ -63,7 +63,8 @@ def test_box_region_and_bad_box():
 
 
 def test_retinaface_offline_without_weights_is_a_clear_error(astronaut, tmp_path):
-    with pytest.raises(StyleIDError, match="--detector mtcnn"):
+    with pytest.raises(StyleIDError, match="detector='mtcnn'") as err:
         detect_faces(astronaut, detector="retinaface", model_rootpath=str(tmp_path))
+    assert "--detector mtcnn" in err.value.for_cli()  # what the command line prints
     with pytest.raises(StyleIDError, match="detector must be one of"):
         detect_faces(astronaut, detector="dlib")

@@ -237,8 +237,8 @@ def test_cli_saved_latents(jj, face, tmp_path, capsys):
     rc = run(["jojogan", "train", str(face_path), "-o", str(out), "--tiny", "--id_loss", "none", "--num_iter", "1", "--no_align",
                      "--sample_every", "0", "--latents", str(tmp_path / "ref_w.pt")])
     assert rc == 0 and out.is_file() and not (tmp_path / "lat_samples").exists()
-    rc = run(["jojogan", "train", str(face_path), "-o", str(out), "--tiny", "--latents", str(tmp_path / "ref_w.pt"), str(tmp_path / "ref_w.pt")])
+    rc = run(["jojogan", "train", str(face_path), "-o", str(out), "--tiny", "--latents", str(tmp_path / "ref_w.pt"), str(tmp_path / "ref_w.pt"), "--overwrite"])
     assert rc == 2 and "--latents: got 2 files for 1 style images" in capsys.readouterr().err
     torch.save({"latent": torch.randn(3, 7)}, tmp_path / "bad_w.pt")
-    rc = run(["jojogan", "train", str(face_path), "-o", str(out), "--tiny", "--no_align", "--latents", str(tmp_path / "bad_w.pt")])
+    rc = run(["jojogan", "train", str(face_path), "-o", str(out), "--tiny", "--no_align", "--latents", str(tmp_path / "bad_w.pt"), "--overwrite"])
     assert rc == 2 and "bad_w.pt: expected {'latent'" in capsys.readouterr().err

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.fileio import replace_dir
+from styleid_guidance.safeload import load_weights_only
 
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"^step-(\d{8})$")
@@ -125,4 +126,26 @@ def load_tensors(ckpt: Path) -> dict[str, torch.Tensor]:
 
 
 def load_torch(path: Path) -> Any:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_weights_only(path, "training state")
+
+
+class DamagedCheckpoint(StyleIDError):
+    """A checkpoint folder whose files cannot be read (a disk error, a hand edit): resume falls back."""
+
+
+def read_checkpoint(ckpt: Path, rank: int) -> dict[str, Any]:
+    """Every file a resume needs, read before anything is applied, so a damaged checkpoint is found
+    whole instead of half-restoring the run: {state, tensors, optimizer, scheduler, scaler, rng}."""
+    try:
+        bundle: dict[str, Any] = {"state": json.loads((ckpt / STATE_FILE).read_text()),
+                                  "tensors": load_tensors(ckpt),
+                                  "optimizer": load_torch(ckpt / "optimizer.pt"),
+                                  "scheduler": load_torch(ckpt / "scheduler.pt")}
+        scaler, rng = ckpt / "scaler.pt", ckpt / f"rng-{rank}.pt"
+        bundle["scaler"] = load_torch(scaler) if scaler.exists() else None
+        bundle["rng"] = load_torch(rng) if rng.exists() else None
+        for key in ("step", "sampler", "fingerprint", "config"):
+            bundle["state"][key]  # noqa: B018  (a KeyError is a damaged state file)
+    except Exception as err:  # safetensors, pickle, JSON, zip and OS errors all mean "unreadable"
+        raise DamagedCheckpoint(f"{ckpt}: damaged ({type(err).__name__}: {str(err).splitlines()[0][:100] if str(err) else ''})") from None
+    return bundle

@@ -50,7 +50,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from styleid_guidance.fileio import check_writable_dir
+
     cfg = config_from_args(args)
+    with common.for_option("--output"):  # before the backbone loads
+        check_writable_dir(cfg.output)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from .trainer import train

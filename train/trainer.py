@@ -73,6 +73,7 @@ class _Run:
     model: Any = None  # the accelerate-prepared module
     start_step: int = 0
     resumed_from: Path | None = None
+    resume_bundle: dict[str, Any] | None = None  # what the checkpoint held, read once
 
     @property
     def encoder(self) -> StyleIDEncoder:
@@ -170,38 +171,53 @@ class Trainer:
         if resume_from is None:
             self.metrics.truncate_after(-1)  # a fresh run: lines from an earlier, checkpoint-less attempt go
             return
-        state = ckpt.read_state(resume_from)
+        bundle, resume_from = self._read_resumable(resume_from)
+        state = bundle["state"]
         resume.check_compatible(state["fingerprint"], run.fingerprint, resume_from)
         changed = resume.changed_settings(state["config"], self.cfg)
         if changed and self.is_main:
             logger.warning("resuming with changed settings: %s", ", ".join(f"{k} {a!r} → {b!r}" for k, (a, b) in changed.items()))
-        tensors = ckpt.load_tensors(resume_from)
-        missing = set(run.trainable_names) - set(tensors)
+        missing = set(run.trainable_names) - set(bundle["tensors"])
         if missing:
             raise StyleIDError(f"cannot resume from {resume_from}: it lacks {len(missing)} trainable tensors (e.g. {sorted(missing)[0]})")
-        run.module.load_state_dict(tensors, strict=False)
-        run.optimizer.load_state_dict(ckpt.load_torch(resume_from / "optimizer.pt"))
-        run.scheduler.load_state_dict(ckpt.load_torch(resume_from / "scheduler.pt"))
+        run.module.load_state_dict(bundle["tensors"], strict=False)
+        run.optimizer.load_state_dict(bundle["optimizer"])
+        run.scheduler.load_state_dict(bundle["scheduler"])
         # the saved states carry the old lr and weight decay; a resume that changes them means the new ones
         run.scheduler.base_lrs = [self.cfg.lr] * len(run.optimizer.param_groups)
         factor = lr_lambda(self.cfg)(run.scheduler.last_epoch)
         for group in run.optimizer.param_groups:
             group.update(initial_lr=self.cfg.lr, lr=self.cfg.lr * factor, weight_decay=self.cfg.weight_decay)
         run.sampler.load_state_dict(state["sampler"])
-        run.start_step, run.resumed_from = int(state["step"]), resume_from
+        run.start_step, run.resumed_from, run.resume_bundle = int(state["step"]), resume_from, bundle
         self.metrics.truncate_after(run.start_step)
         if self.is_main:
             logger.info("resumed from %s at step %d", resume_from, run.start_step)
 
+    def _read_resumable(self, first: Path) -> tuple[dict[str, Any], Path]:
+        """The newest checkpoint that reads whole; with --resume auto a damaged one falls back to the
+        one before it (and says so). An explicit --resume FOLDER must itself be readable."""
+        candidates = [first]
+        if self.cfg.resume == "auto":
+            candidates = [d for _, d in reversed(ckpt.list_checkpoints(self.output))]
+        for i, folder in enumerate(candidates):
+            try:
+                return ckpt.read_checkpoint(folder, self.accelerator.process_index), folder
+            except ckpt.DamagedCheckpoint as err:
+                if i + 1 == len(candidates):
+                    raise StyleIDError(f"cannot resume: {err}; no older checkpoint is readable — use a new --output") from None
+                if self.is_main:
+                    logger.warning("%s; resuming from the previous checkpoint, %s, instead", err, candidates[i + 1])
+        raise AssertionError("unreachable")
+
     def _restore_process_state(self, run: _Run) -> None:
-        if run.resumed_from is None:
+        bundle = run.resume_bundle
+        if bundle is None:
             return
-        scaler_file = run.resumed_from / "scaler.pt"
-        if self.accelerator.scaler is not None and scaler_file.exists():
-            self.accelerator.scaler.load_state_dict(ckpt.load_torch(scaler_file))
-        rng_file = run.resumed_from / f"rng-{self.accelerator.process_index}.pt"
-        if rng_file.exists():
-            ckpt.set_rng_state(ckpt.load_torch(rng_file))
+        if self.accelerator.scaler is not None and bundle["scaler"] is not None:
+            self.accelerator.scaler.load_state_dict(bundle["scaler"])
+        if bundle["rng"] is not None:
+            ckpt.set_rng_state(bundle["rng"])
 
     def _train(self, run: _Run) -> int:
         """The optimisation loop; returns the last completed step."""

@@ -2,12 +2,12 @@
 
 `.safetensors` holds the embeddings and, in its metadata, the file names and model: one file, so
 names and rows cannot get out of step. `.npy` writes the array plus `NAME.files.txt` (one relative
-path per row).
+path per row) whose first line records the array's SHA-256, so a reader can tell the two belong
+together (`styleid_guidance.embedding_files.read_embeddings` checks it).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,11 +37,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from ..images import atomic_write, list_images
+    from ..embedding_files import write_embeddings
+    from ..fileio import check_writable_file
+    from ..images import list_images
 
     out = Path(args.output)
     if out.suffix not in SUFFIXES:
         raise StyleIDError(f"--output {out}: use a .npy or .safetensors file name")
+    with common.for_option("--output"):  # before any model loads or image is embedded
+        check_writable_file(out)
     files = list_images(args.folder)
     if not files:
         raise StyleIDError(f"{args.folder}: no images (.png, .jpg, .webp ...) found")
@@ -65,17 +69,8 @@ def run(args: argparse.Namespace) -> int:
         raise StyleIDError(f"{args.folder}: no image could be embedded ({skipped[0] if skipped else 'empty'})")
     emb = torch.cat(chunks).float()
     names = [str(f.relative_to(args.folder)) for f in kept]
-    if out.suffix == ".npy":
-        with atomic_write(out) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, emb.numpy())
-        with atomic_write(out.with_suffix(".files.txt")) as tmp:
-            tmp.write_text("\n".join(names) + "\n")
-    else:
-        from safetensors.torch import save_file
-
-        with atomic_write(out) as tmp:
-            save_file({"embeddings": emb.contiguous()}, str(tmp), metadata={"files": json.dumps(names), "model": str(args.model)})
+    with common.for_option("--output"):
+        write_embeddings(out, emb, names, model=str(args.model))
     print(f"wrote {len(names)} embeddings of dimension {emb.shape[1]} to {out}")
     if skipped:
         print(f"skipped {len(skipped)} unreadable images, e.g. {skipped[0]}", file=sys.stderr)

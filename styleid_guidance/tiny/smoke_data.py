@@ -276,6 +276,11 @@ def register(sub: Any) -> None:
 
 
 def run(args: Any) -> int:
+    from ..cli.args import for_option
+    from ..fileio import check_writable_dir
+
+    with for_option("OUT"):
+        check_writable_dir(args.out)
     paths = make_smoke_dataset(args.out, args.train_ids, args.eval_ids, args.levels, args.image_size, args.seed)
     print(f"wrote {paths['train']} (training), {paths['eval']} (held-out) and {paths['pairs']}")
     return 0
