@@ -48,7 +48,7 @@ def main(argv=None) -> int:
         stylizer = InfiniteYouStylizer.tiny(device=args.device or "cpu")
     else:
         stylizer = InfiniteYouStylizer.from_pretrained(args.base_model, infiniteyou=args.infiniteyou, model_version=args.model_version,
-                                                       arcface=args.arcface_model, detector=args.detector or "retinaface", model_rootpath=args.model_rootpath,
+                                                       arcface=args.arcface_model, detector=args.detector, model_rootpath=args.model_rootpath,
                                                        device=args.device, cpu_offload=args.cpu_offload, quantize_8bit=args.quantize_8bit)
     scorers = build_scorers(args, face)
     guidance = build_guidance(args, scorers["StyleID"])

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
         stylizer = InstantIDStylizer.tiny(device=args.device or "cpu")
     else:
         stylizer = InstantIDStylizer.from_pretrained(args.base_model, instantid=args.instantid, face_model=args.face_model,
-                                                     face_model_root=args.face_root, detector=args.detector or "retinaface", device=args.device)
+                                                     face_model_root=args.face_root, detector=args.detector, device=args.device)
     scorers = build_scorers(args, face)
     guidance = build_guidance(args, scorers["StyleID"])
     prompt = style_prompt(args.style)

@@ -46,7 +46,7 @@ def main(argv=None) -> int:
         stylizer = ipa.IPAdapterStylizer.from_pretrained(
             args.base_model, ip_adapter=args.ip_adapter, weight_name=args.weight_name, image_encoder=args.image_encoder,
             vae=None if str(args.vae).lower() == "none" else args.vae, face_model=args.face_model, face_root=args.face_root,
-            detector=args.detector or "retinaface", device=args.device)
+            detector=args.detector, device=args.device)
     scorers = build_scorers(args, face)
     guidance = build_guidance(args, scorers["StyleID"])
     prompt = style_prompt(args.style)

@@ -98,7 +98,7 @@ class JoJoGAN:
     @torch.no_grad()
     def invert(self, image: ImageInput, align: bool = True) -> Tensor:
         """w+ latent [1, n_latent, style_dim] of a face (aligned first)."""
-        return self.inverter(to_tensor(self.align(image, align), device=self.device))
+        return self.inverter.invert_images([self.align(image, align)])  # upstream's uint8 resize to e4e's input
 
     def build_identity_loss(self, identity_loss: Any, id_model: Any = None):
         """"styleid" / "arcface" / "none" / None / an IdentityLoss -> IdentityLoss or None. "none" builds nothing."""
@@ -136,7 +136,7 @@ class JoJoGAN:
         aligned = [self.align(im, align) for im in images]
         targets = to_tensor(aligned, device=self.device) * 2 - 1
         if latents is None:
-            latents = self.inverter(targets * 0.5 + 0.5)
+            latents = self.inverter.invert_images(aligned)
         elif latents.shape != (len(images), self.generator.n_latent, self.generator.style_dim):
             raise StyleIDError(f"latents must be [{len(images)}, {self.generator.n_latent}, {self.generator.style_dim}], got {tuple(latents.shape)}")
         if isinstance(identity_loss, str) and identity_loss not in ID_LOSSES:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import torch
+from PIL import Image
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -133,8 +134,22 @@ class Encoder4Editing(nn.Module):
         return w + torch.stack(deltas, 1)
 
 
+def e4e_input(images: Image.Image | Sequence[Image.Image], size: int = E4E_INPUT_SIZE) -> Tensor:
+    """Upstream JoJoGAN's e4e input: Resize(size) (on the PIL image, i.e. PIL's antialiased bilinear in uint8),
+    CenterCrop(size), ToTensor, Normalize(0.5, 0.5) -> [B, 3, size, size] in [-1, 1]."""
+    from torchvision import transforms
+
+    transform = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor(),
+                                    transforms.Normalize([0.5] * 3, [0.5] * 3)])
+    images = [images] if isinstance(images, Image.Image) else list(images)
+    return torch.stack([transform(im.convert("RGB")) for im in images])
+
+
 class E4EInverter(nn.Module):
-    """Images in [0, 1] (any square size) -> w+ latents, as the e4e pSp wrapper does at inference."""
+    """Images in [0, 1] (any square size) -> w+ latents, as the e4e pSp wrapper does at inference.
+
+    `invert_images` takes PIL images through upstream JoJoGAN's exact preprocessing (`e4e_input`); calling
+    the module on tensors resizes in float (antialiased bilinear), which differs by up to one uint8 level."""
 
     def __init__(self, encoder: Encoder4Editing, latent_avg: Tensor):
         super().__init__()
@@ -150,3 +165,9 @@ class E4EInverter(nn.Module):
         if x.shape[-1] != size or x.shape[-2] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         return self.encoder(x * 2 - 1) + self.latent_avg
+
+    @torch.no_grad()
+    def invert_images(self, images: Image.Image | Sequence[Image.Image]) -> Tensor:
+        """PIL images (e.g. FFHQ-aligned faces) -> w+ latents [B, n_latent, D], preprocessed as upstream."""
+        x = e4e_input(images, self.encoder.input_size).to(self.latent_avg.device)
+        return self.encoder(x) + self.latent_avg

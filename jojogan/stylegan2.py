@@ -7,8 +7,10 @@ returns `(image, latent_or_None)`) and every state-dict key match the rosinality
 PyTorch (depthwise convolutions), so the same code runs on CPU and GPU; on CUDA, `module.compile()`
 is the optional way to fuse them further.
 
-The only addition is the keyword `channel_max` (default 512, the upstream cap), which lets tests
-and demos build small generators with the same code path.
+The only addition is the keyword `channel_max`, a width cap of this project's (upstream has none) that
+lets tests and demos build small generators with the same code path. Its default, 512, changes nothing for
+channel_multiplier <= 2 (upstream's widest layers are then 512: every released checkpoint); for larger
+multipliers pass `channel_max=None` to get upstream's uncapped table.
 """
 from __future__ import annotations
 
@@ -216,9 +218,12 @@ class ToRGB(nn.Module):
         return out
 
 
-def channel_table(channel_multiplier: int, channel_max: int = 512) -> dict[int, int]:
+def channel_table(channel_multiplier: int, channel_max: int | None = 512) -> dict[int, int]:
+    """Feature width per resolution: rosinality's table (× channel_multiplier from 64 px up), capped at
+    `channel_max` (None: no cap, exactly upstream)."""
     base = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
-    return {res: min(c * (channel_multiplier if res >= 64 else 1), channel_max) for res, c in base.items()}
+    table = {res: c * (channel_multiplier if res >= 64 else 1) for res, c in base.items()}
+    return table if channel_max is None else {res: min(c, channel_max) for res, c in table.items()}
 
 
 def _check_size(size: int) -> int:
@@ -230,7 +235,7 @@ def _check_size(size: int) -> int:
 
 class Generator(nn.Module):
     def __init__(self, size: int, style_dim: int, n_mlp: int, channel_multiplier: int = 2,
-                 blur_kernel: Sequence[int] = BLUR_KERNEL, lr_mlp: float = 0.01, *, channel_max: int = 512):
+                 blur_kernel: Sequence[int] = BLUR_KERNEL, lr_mlp: float = 0.01, *, channel_max: int | None = 512):
         super().__init__()
         self.size, self.style_dim, self.n_mlp = size, style_dim, n_mlp
         self.channel_multiplier, self.channel_max = channel_multiplier, channel_max
@@ -339,7 +344,7 @@ class ResBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, size: int, channel_multiplier: int = 2, blur_kernel: Sequence[int] = BLUR_KERNEL, *, channel_max: int = 512):
+    def __init__(self, size: int, channel_multiplier: int = 2, blur_kernel: Sequence[int] = BLUR_KERNEL, *, channel_max: int | None = 512):
         super().__init__()
         channels = channel_table(channel_multiplier, channel_max)
         self.size, self.channel_multiplier, self.channel_max = size, channel_multiplier, channel_max

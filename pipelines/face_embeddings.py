@@ -1,25 +1,25 @@
-"""Face-recognition embeddings that InstantID and InfiniteYou are conditioned on.
+"""Face-recognition embeddings that InstantID, InfiniteYou and IP-Adapter FaceID are conditioned on.
 
-Both adapters were trained on one 512-d ArcFace embedding of the reference face, each from a specific model
-and preprocessing; feeding anything else degrades identity. So:
+Each adapter was trained on one 512-d ArcFace embedding of the reference face, from a specific detector,
+alignment and model; anything else degrades identity. The upstream front ends, reproduced here:
 
-- InstantID: insightface `antelopev2` (`glintr100.onnx`, or `buffalo_l`'s `w600k_r50.onnx`), run with
-  onnxruntime on the 112-px ArcFace-aligned RGB crop, (x − 127.5)/127.5, *raw* (un-normalised) output, as
-  insightface's `face.embedding` that upstream passes.
-- InfiniteYou: facexlib's ArcFace IR-SE50 on the same 112-px aligned crop, but BGR (upstream feeds the cv2
-  image) scaled to [−1, 1]; the backbone L2-normalises.
-- Tiny mode (`FaceEmbedder.tiny()`, from `styleid_guidance.tiny.faces`): a seeded random convnet on the same crop,
-  so the tiny stylizers run offline and deterministically.
-
-Faces are detected with `styleid_guidance.faces.detect_faces` (the 5 landmarks are the same points insightface's
-detector gives); the largest face is used.
+- InstantID (antelopev2) and IP-Adapter FaceID (buffalo_l): insightface's `FaceAnalysis` end to end — SCRFD at
+  det_size 640, the largest face, `norm_crop` to 112 px, the pack's recogniser, *raw* `face.embedding`
+  (`InsightFaceEmbedder`, on `styleid_guidance.insightface_app.FaceApp`).
+- InfiniteYou: the same antelopev2 SCRFD (640, then 320, then 160 when nothing is found), the largest face,
+  `norm_crop` on the BGR photo, and facexlib's ArcFace IR-SE50 on the BGR crop in [−1, 1], which L2-normalises
+  (`ArcFaceEmbedder`).
+- Offline or without a pack: facexlib RetinaFace or MTCNN (which ships its weights) give the same 5 points;
+  pass `detector="retinaface"` / `"mtcnn"`. `ONNXFaceEmbedder` runs a recognition .onnx on those crops.
+- Tiny mode (`FaceEmbedder.tiny()`, from `styleid_guidance.tiny.faces`): a seeded random convnet on the same
+  crop, so the tiny stylizers run offline and deterministically.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -30,19 +30,21 @@ from styleid_guidance.errors import StyleIDError
 from styleid_guidance.faces import ARCFACE_TEMPLATE, largest_face, similarity_transform
 from styleid_guidance.images import ImageInput, load_image
 
-ALIGNED_SIZE = 112
+if TYPE_CHECKING:
+    from styleid_guidance.insightface_app import FaceApp
 
-# insightface model packs: which recognition model each one holds, and a Hub copy of it.
-ONNX_PACKS = {
-    "antelopev2": ("glintr100.onnx", ("ByteDance/InfiniteYou", "supports/insightface/models/antelopev2")),
-    "buffalo_l": ("w600k_r50.onnx", None),
-}
-INSIGHTFACE_ROOT = Path(os.environ.get("INSIGHTFACE_HOME", "~/.insightface")).expanduser()
+ALIGNED_SIZE = 112
+RECOGNITION_FILES = ("glintr100.onnx", "w600k_r50.onnx")  # antelopev2, buffalo_l
 
 
 def align_face(image: ImageInput, landmarks: np.ndarray, size: int = ALIGNED_SIZE) -> np.ndarray:
-    """The ArcFace-aligned `size`² RGB crop (uint8 HWC), as insightface's `norm_crop`."""
+    """The ArcFace-aligned `size`² RGB crop (uint8 HWC): insightface's `norm_crop` (sizes that are multiples of
+    112 or 128, as insightface allows), else the same template scaled to `size`."""
     rgb = np.asarray(load_image(image))
+    if size % 112 == 0 or size % 128 == 0:
+        from styleid_guidance.insightface_app import norm_crop
+
+        return norm_crop(rgb, landmarks, size)
     matrix = similarity_transform(np.asarray(landmarks, np.float64), ARCFACE_TEMPLATE * size)[:2]
     return cv2.warpAffine(rgb, matrix, (size, size), borderValue=0.0)
 
@@ -60,14 +62,20 @@ class FaceInfo:
 
 
 class FaceEmbedder:
-    """Detect the largest face, align it to 112 px and embed it. Subclasses implement `embed_aligned`."""
+    """Detect the largest face, align it to 112 px and embed it. Subclasses implement `embed_aligned`.
+
+    Detection: `face_app` (insightface, as upstream; `retry`: InfiniteYou's 640 → 320 → 160) when given, else
+    `detector` ("retinaface" / "mtcnn")."""
 
     embedding_dim = 512
     normalized = False
 
-    def __init__(self, detector: str = "retinaface", model_rootpath: str | None = None):
-        self.detector = detector
+    def __init__(self, detector: str | None = "retinaface", model_rootpath: str | None = None,
+                 face_app: FaceApp | None = None, retry: bool = False):
+        self.detector = detector or "retinaface"
         self.model_rootpath = model_rootpath
+        self.face_app = face_app
+        self.retry = retry
 
     def embed_aligned(self, crops: np.ndarray) -> torch.Tensor:
         """crops: uint8 [N, 112, 112, 3] RGB → float32 [N, 512]."""
@@ -80,11 +88,61 @@ class FaceEmbedder:
 
         return TinyFaceEmbedder(dim=dim, seed=seed, detector=detector, **kwargs)
 
+    def _insightface_face(self, bgr: np.ndarray, name: str):
+        return self.face_app.largest_face(bgr, self.retry, bgr=True, name=name, hint=NO_FACE_HINT)
+
+    def _embed_insightface(self, bgr: np.ndarray, face: Any) -> torch.Tensor:
+        from styleid_guidance.insightface_app import norm_crop
+
+        crop = norm_crop(bgr, face.kps, ALIGNED_SIZE)  # BGR, as upstream crops the cv2 image
+        return self.embed_aligned(np.ascontiguousarray(crop[None, :, :, ::-1]))[0]
+
+    def detect(self, image: ImageInput, name: str = "face image") -> tuple[np.ndarray, np.ndarray]:
+        """(landmarks [5, 2], box [4]) of the face this embedder would use, without embedding it."""
+        image = load_image(image)
+        if self.face_app is not None:
+            from styleid_guidance.insightface_app import to_bgr
+
+            face = self._insightface_face(to_bgr(image), name)
+            return np.asarray(face.kps, np.float64), np.asarray(face.bbox, np.float64)
+        face = largest_face(image, self.detector, self.model_rootpath, name, hint=NO_FACE_HINT)
+        return face.landmarks, face.box
+
     def __call__(self, image: ImageInput, name: str = "face image") -> FaceInfo:
         image = load_image(image)
+        if self.face_app is not None:
+            from styleid_guidance.insightface_app import to_bgr
+
+            bgr = to_bgr(image)
+            face = self._insightface_face(bgr, name)
+            return FaceInfo(self._embed_insightface(bgr, face), np.asarray(face.kps, np.float64), np.asarray(face.bbox, np.float64))
         face = largest_face(image, self.detector, self.model_rootpath, name, hint=NO_FACE_HINT)
         crop = align_face(image, face.landmarks)[None]
         return FaceInfo(self.embed_aligned(crop)[0], face.landmarks, face.box)
+
+
+class InsightFaceEmbedder(FaceEmbedder):
+    """An insightface pack end to end (antelopev2 for InstantID, buffalo_l for IP-Adapter FaceID): what upstream's
+    `FaceAnalysis(...).get(bgr)` → largest face → `face.embedding` (raw, not normalised) gives."""
+
+    def __init__(self, face_app: FaceApp, retry: bool = False):
+        if face_app.recognition is None:
+            raise StyleIDError(f"{face_app.model_dir}: the pack has no recognition model; add its glintr100.onnx / w600k_r50.onnx")
+        super().__init__(face_app=face_app, retry=retry)
+
+    @classmethod
+    def from_pretrained(cls, pack: str | os.PathLike = "antelopev2", root: str | os.PathLike | None = None, *,
+                        device: str | torch.device | None = None, retry: bool = False) -> "InsightFaceEmbedder":
+        """`pack`: "antelopev2" / "buffalo_l" (under `root/models/`, default ~/.insightface) or a pack folder."""
+        from styleid_guidance.insightface_app import FaceApp
+
+        return cls(FaceApp(pack, root, device=device), retry=retry)
+
+    def _embed_insightface(self, bgr: np.ndarray, face: Any) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(face.embedding, np.float32).copy())  # what get() computed on the norm_crop
+
+    def embed_aligned(self, crops: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.face_app.embed_crops(np.asarray(crops)[..., ::-1]))
 
 
 class ONNXFaceEmbedder(FaceEmbedder):
@@ -112,35 +170,21 @@ class ONNXFaceEmbedder(FaceEmbedder):
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = "antelopev2", root: str | os.PathLike | None = None,
                         **kwargs: Any) -> "ONNXFaceEmbedder":
-        """`name_or_path`: an .onnx file, a model-pack folder, or a pack name ("antelopev2", "buffalo_l") looked
-        up under `root` (insightface layout `root/models/NAME/`, default ~/.insightface) and else fetched from
-        the Hub where a copy exists."""
-        text = str(name_or_path)
-        path = Path(text).expanduser()
+        """`name_or_path`: an .onnx file, a model-pack folder, or a pack name ("antelopev2", "buffalo_l") found as
+        `styleid_guidance.insightface_app.pack_dir` finds it (under `root/models/NAME/`)."""
+        path = Path(str(name_or_path)).expanduser()
         if path.is_file():
             return cls(path, **kwargs)
-        if path.is_dir():
-            found = [path / f for f, _ in ONNX_PACKS.values() if (path / f).is_file()]
-            if not found:
-                raise StyleIDError(f"{path}: no {' or '.join(f for f, _ in ONNX_PACKS.values())} inside; pass the .onnx file")
-            return cls(found[0], **kwargs)
-        if text not in ONNX_PACKS:
-            raise StyleIDError(f"{text}: no such face model file or folder; use antelopev2, buffalo_l or a path to an .onnx file")
-        filename, hub = ONNX_PACKS[text]
-        base = Path(root).expanduser() if root else INSIGHTFACE_ROOT
-        for candidate in (base / "models" / text / filename, base / text / filename, base / filename):
-            if candidate.is_file():
-                return cls(candidate, **kwargs)
-        if hub is None:
-            raise StyleIDError(
-                f"{text}: {filename} not found under {base}/models/{text}; download the insightface {text} pack "
-                f"(github.com/deepinsight/insightface releases) there or pass its path"
-            )
-        from styleid_guidance.hub import resolve_model_dir
+        if not path.is_dir() and not str(name_or_path).endswith(".onnx"):
+            from styleid_guidance.insightface_app import pack_dir
 
-        repo, folder = hub
-        local = resolve_model_dir(repo, kind=f"{text} face", allow_patterns=(f"{folder}/{filename}",))
-        return cls(local / folder / filename, **kwargs)
+            path = pack_dir(name_or_path, root)
+        if not path.is_dir():
+            raise StyleIDError(f"{path}: no such face model file or folder; use antelopev2, buffalo_l or a path to an .onnx file")
+        found = [path / f for f in RECOGNITION_FILES if (path / f).is_file()]
+        if not found:
+            raise StyleIDError(f"{path}: no {' or '.join(RECOGNITION_FILES)} inside; pass the .onnx file")
+        return cls(found[0], **kwargs)
 
     def embed_aligned(self, crops: np.ndarray) -> torch.Tensor:
         x = (crops.astype(np.float32) - 127.5) / 127.5
@@ -160,10 +204,22 @@ class ArcFaceEmbedder(FaceEmbedder):
 
     @classmethod
     def from_pretrained(cls, path_or_dir: str | None = None, model_rootpath: str | None = None,
-                        device: str | torch.device | None = None, **kwargs: Any) -> "ArcFaceEmbedder":
+                        device: str | torch.device | None = None, *, detector: str | None = None,
+                        face_pack: str | os.PathLike = "antelopev2", insightface_root: str | os.PathLike | None = None,
+                        **kwargs: Any) -> "ArcFaceEmbedder":
+        """`path_or_dir`: recognition_arcface_ir_se50.pth (default: facexlib's download location). Faces are found as
+        InfiniteYou finds them — insightface `face_pack` (antelopev2; under `insightface_root/models/`) at 640,
+        then 320, then 160 — unless `detector` ("retinaface" / "mtcnn") is given."""
         from styleid_guidance.arcface import load_arcface_backbone
 
-        return cls(load_arcface_backbone(path_or_dir, model_rootpath=model_rootpath, device=device), device=device, **kwargs)
+        face_app = None
+        if detector is None:
+            from styleid_guidance.insightface_app import FaceApp
+
+            face_app = FaceApp(face_pack, insightface_root, device=device, modules=("detection",))
+        backbone = load_arcface_backbone(path_or_dir, model_rootpath=model_rootpath, device=device)
+        return cls(backbone, device=device, detector=detector, model_rootpath=model_rootpath, face_app=face_app,
+                   retry=face_app is not None, **kwargs)
 
     @torch.no_grad()
     def embed_aligned(self, crops: np.ndarray) -> torch.Tensor:
@@ -172,12 +228,19 @@ class ArcFaceEmbedder(FaceEmbedder):
         return self.backbone(x).float().cpu()
 
 
-def load_face_embedder(name: str = "antelopev2", *, root: str | None = None, detector: str = "retinaface",
+def load_face_embedder(name: str = "antelopev2", *, root: str | None = None, detector: str | None = None,
                        model_rootpath: str | None = None, device: str | torch.device | None = None) -> FaceEmbedder:
-    """"antelopev2" / "buffalo_l" / an .onnx path → ONNX; "arcface" (or a .pth) → facexlib IR-SE50; "tiny"."""
+    """The face embedder an adapter expects, found the way upstream finds faces unless `detector` is given.
+
+    "antelopev2" / "buffalo_l" / a pack folder → insightface end to end (`InsightFaceEmbedder`); with `detector`
+    ("retinaface" / "mtcnn") → that detector + the pack's recognition .onnx (`ONNXFaceEmbedder`; also for an
+    .onnx file). "arcface" (or a .pth) → facexlib IR-SE50 on antelopev2 detections (InfiniteYou) or `detector`.
+    "tiny" → the seeded stand-in (MTCNN unless `detector`). `root`: the insightface root (`root/models/<pack>`)."""
     if name == "tiny":
-        return FaceEmbedder.tiny(detector=detector, model_rootpath=model_rootpath)
+        return FaceEmbedder.tiny(detector=detector or "mtcnn", model_rootpath=model_rootpath)
     if name == "arcface" or str(name).endswith((".pth", ".pt")):
         return ArcFaceEmbedder.from_pretrained(None if name == "arcface" else name, model_rootpath=model_rootpath,
-                                               device=device, detector=detector)
-    return ONNXFaceEmbedder.from_pretrained(name, root=root, detector=detector, model_rootpath=model_rootpath)
+                                               device=device, detector=detector, insightface_root=root)
+    if detector is None and not str(name).endswith(".onnx"):
+        return InsightFaceEmbedder.from_pretrained(name, root, device=device)
+    return ONNXFaceEmbedder.from_pretrained(name, root=root, detector=detector or "retinaface", model_rootpath=model_rootpath)

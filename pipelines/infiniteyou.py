@@ -30,7 +30,7 @@ from styleid_guidance.errors import StyleIDError
 from styleid_guidance.images import ImageInput, load_image
 from styleid_guidance.integrations.composition import prepare_guidance_kwargs
 
-from .keypoints import kps_image
+from .keypoints import draw_kps, resize_and_pad
 from .presets import infiniteyou_preset
 from .resampler import resampler_from_upstream
 from .weights import load_or_explain, load_state_dict_file
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from .face_embeddings import FaceEmbedder
 
+INSIGHTFACE_SUBFOLDER = "supports/insightface"  # where the InfiniteYou repo keeps antelopev2 (upstream's root)
 # Upstream defaults (test.py) when no strength level is given.
 DEFAULTS = {"infusenet_conditioning_scale": 1.0, "guidance_scale": 3.5, "num_inference_steps": 30, "height": 1152, "width": 864}
 
@@ -195,8 +196,9 @@ class InfiniteYouStylizer:
         model_version: str = "aes_stage2",
         infu_flux_version: str = "v1.0",
         arcface: str | None = None,
-        detector: str = "retinaface",
+        detector: str | None = None,
         model_rootpath: str | None = None,
+        insightface_root: str | None = None,
         device: str | None = None,
         torch_dtype: torch.dtype = torch.bfloat16,
         cpu_offload: bool = False,
@@ -205,8 +207,11 @@ class InfiniteYouStylizer:
         """`infiniteyou`: the ByteDance/InfiniteYou repo (Hub id or local copy) or directly a folder holding
         `InfuseNetModel/` + `image_proj_model.bin`; `model_version`: aes_stage2 (paper) or sim_stage1;
         `arcface`: facexlib's recognition_arcface_ir_se50.pth (default: facexlib's download location).
-        `cpu_offload` / `quantize_8bit` cut peak GPU memory from ~43 GB to ~30 / ~24 / ~16 GB (both)."""
+        Faces are detected as upstream (insightface antelopev2 at 640 → 320 → 160: the copy in the InfiniteYou
+        repo's supports/insightface, else under `insightface_root/models/`) unless `detector` ("retinaface" /
+        "mtcnn") is given. `cpu_offload` / `quantize_8bit` cut peak GPU memory from ~43 GB to ~30 / ~24 / ~16 GB (both)."""
         from styleid_guidance.hub import resolve_model_dir
+        from styleid_guidance.insightface_app import PACKS
 
         from .face_embeddings import ArcFaceEmbedder
 
@@ -215,12 +220,17 @@ class InfiniteYouStylizer:
         if Path(infiniteyou).expanduser().is_dir():
             root = Path(infiniteyou).expanduser()
         else:
-            root = resolve_model_dir(infiniteyou, kind="InfiniteYou",
-                                     allow_patterns=(f"{sub}/InfuseNetModel/*", f"{sub}/image_proj_model.bin"))
+            patterns = (f"{sub}/InfuseNetModel/*", f"{sub}/image_proj_model.bin")
+            if detector is None and insightface_root is None:  # upstream's detector, from the same repo
+                patterns += (f"{INSIGHTFACE_SUBFOLDER}/models/antelopev2/{PACKS['antelopev2'][0]}",)
+            root = resolve_model_dir(infiniteyou, kind="InfiniteYou", allow_patterns=patterns)
         folder = root if (root / "InfuseNetModel").is_dir() else root / sub
         if not (folder / "InfuseNetModel" / "config.json").is_file() or not (folder / "image_proj_model.bin").is_file():
             raise StyleIDError(f"{folder}: expected InfuseNetModel/ and image_proj_model.bin inside (the ByteDance/InfiniteYou layout)")
-        face_embedder = ArcFaceEmbedder.from_pretrained(arcface, model_rootpath=model_rootpath, device=device, detector=detector)
+        if insightface_root is None and (root / INSIGHTFACE_SUBFOLDER / "models" / "antelopev2").is_dir():
+            insightface_root = str(root / INSIGHTFACE_SUBFOLDER)
+        face_embedder = ArcFaceEmbedder.from_pretrained(arcface, model_rootpath=model_rootpath, device=device, detector=detector,
+                                                        insightface_root=insightface_root)
         infusenet = load_or_explain(lambda: InfuseNet.from_pretrained(folder / "InfuseNetModel", torch_dtype=torch_dtype),
                                     "InfuseNet", folder / "InfuseNetModel", "infiniteyou")
         pipe = load_or_explain(lambda: InfiniteYouPipeline.from_pretrained(base_model, controlnet=infusenet, torch_dtype=torch_dtype),
@@ -236,14 +246,16 @@ class InfiniteYouStylizer:
 
     def __call__(self, face: ImageInput, prompt: str, strength_level: int = 4,
                  identity_guidance: IdentityGuidanceCallback | None = None, seed: int = 0, **overrides: Any) -> PIL.Image.Image:
-        """`overrides` go to the pipeline; `pose_image=` draws its face keypoints as InfuseNet's control image."""
+        """`overrides` go to the pipeline; `pose_image=` draws its face keypoints as InfuseNet's control image,
+        as upstream: the pose photo framed by `resize_and_pad` (white, centred), its largest face, `draw_kps`."""
         width, height = overrides.pop("width", self.size), overrides.pop("height", self.size)
         pose = overrides.pop("pose_image", None)
         info = self.face_embedder(load_image(face), name="face image")
         control = None
         if pose is not None:
-            pose = load_image(pose)
-            control = kps_image(pose.size, self.face_embedder(pose, name="pose_image").landmarks, (width, height))
+            framed = resize_and_pad(load_image(pose), (width, height))
+            landmarks, _ = self.face_embedder.detect(framed, name="pose_image")
+            control = draw_kps((width, height), landmarks)
         generator = torch.Generator("cpu").manual_seed(seed)
         result = self.pipe(prompt, id_embeds=info.embedding, control_image=control, strength_level=strength_level,
                            identity_guidance=identity_guidance, generator=generator, height=height, width=width,

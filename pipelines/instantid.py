@@ -40,10 +40,12 @@ if TYPE_CHECKING:
     from .face_embeddings import FaceEmbedder
 
 __all__ = ["KPS_COLORS", "NUM_ID_TOKENS", "IdentityNet", "InstantIDAttnProcessor", "InstantIDStylizer",
-           "StableDiffusionXLInstantIDPipeline", "draw_kps", "kps_image"]
+           "StableDiffusionXLInstantIDPipeline", "draw_kps", "kps_image", "resize_face_image"]
 
 NUM_ID_TOKENS = 16
-# Upstream defaults (infer.py) when no strength level is given.
+# Upstream defaults (infer.py) when no strength level is given. The adapter scale is set when the adapter is
+# loaded (infer.py's set_ip_adapter_scale(0.8)) and afterwards only by set_ip_adapter_scale or a call that
+# passes ip_adapter_scale / strength_level.
 DEFAULTS = {"ip_adapter_scale": 0.8, "controlnet_conditioning_scale": 0.8, "guidance_scale": 5.0,
             "negative_prompt": None, "num_inference_steps": 30}
 
@@ -201,7 +203,8 @@ class StableDiffusionXLInstantIDPipeline(StableDiffusionXLControlNetPipeline):
         **kwargs: Any,
     ):
         """Generate. `image_embeds`: the antelopev2 face embedding; `image`: `draw_kps(...)` of the face.
-        `strength_level` 1..7 fills the paper's settings (explicit arguments win); `identity_guidance`: an
+        `strength_level` 1..7 fills the paper's settings (explicit arguments win); without `ip_adapter_scale` or
+        `strength_level` the adapter keeps its current scale (`set_ip_adapter_scale`). `identity_guidance`: an
         `IdentityGuidanceCallback` (or None). Other keyword arguments go to the parent pipeline."""
         if self.image_proj_model is None:
             raise StyleIDError("no InstantID adapter loaded; call pipe.load_ip_adapter_instantid('ip-adapter.bin') first")
@@ -211,9 +214,11 @@ class StableDiffusionXLInstantIDPipeline(StableDiffusionXLControlNetPipeline):
             raise StyleIDError("InstantID needs image_embeds (the face embedding) and image (draw_kps of the face landmarks)")
         explicit = dict(ip_adapter_scale=ip_adapter_scale, controlnet_conditioning_scale=controlnet_conditioning_scale,
                         guidance_scale=guidance_scale, negative_prompt=negative_prompt, num_inference_steps=num_inference_steps)
-        cfg = {**DEFAULTS, **(instantid_preset(strength_level) if strength_level is not None else {}),
-               **{k: v for k, v in explicit.items() if v is not None}}
-        self.set_ip_adapter_scale(cfg["ip_adapter_scale"])
+        preset = instantid_preset(strength_level) if strength_level is not None else {}
+        given = {**preset, **{k: v for k, v in explicit.items() if v is not None}}
+        cfg = {**DEFAULTS, **given}
+        if "ip_adapter_scale" in given:  # as upstream: a call changes the scale only when asked to
+            self.set_ip_adapter_scale(given["ip_adapter_scale"])
 
         do_cfg = cfg["guidance_scale"] > 1 and self.unet.config.time_cond_proj_dim is None
         prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds = self.encode_prompt(
@@ -244,13 +249,32 @@ class StableDiffusionXLInstantIDPipeline(StableDiffusionXLControlNetPipeline):
         )
 
 
-class InstantIDStylizer:
-    """Face + prompt → stylised face with InstantID (antelopev2 embedding + keypoints of the same face)."""
+def resize_face_image(image: PIL.Image.Image, max_side: int = 1280, min_side: int = 1024, multiple: int = 64) -> PIL.Image.Image:
+    """InstantID's `resize_img` rule for the face photo (upstream detects, embeds and draws keypoints on this):
+    scale the short side to `min_side`, then rescale so the long side is `max_side` (PIL bilinear), then floor
+    both sides to multiples of `multiple` (bilinear again). A 512² photo becomes 1280², 768×1024 960×1280."""
+    w, h = image.size
+    ratio = min_side / min(w, h)
+    w, h = round(ratio * w), round(ratio * h)
+    ratio = max_side / max(w, h)
+    first = image.resize((round(ratio * w), round(ratio * h)), PIL.Image.BILINEAR)
+    final = (max(round(ratio * w) // multiple, 1) * multiple, max(round(ratio * h) // multiple, 1) * multiple)
+    return first.resize(final, PIL.Image.BILINEAR)
 
-    def __init__(self, pipe: StableDiffusionXLInstantIDPipeline, face_embedder: FaceEmbedder, size: int = 1024):
+
+class InstantIDStylizer:
+    """Face + prompt → stylised face with InstantID (antelopev2 embedding + keypoints of the same face).
+
+    The face photo goes through upstream's front end: `resize_face_image`, insightface antelopev2 detection,
+    the largest face, its raw embedding and `draw_kps` of its keypoints. `size`: the output side (None: the
+    resized photo's size, as upstream generates); other sizes see the keypoints through a centre crop."""
+
+    def __init__(self, pipe: StableDiffusionXLInstantIDPipeline, face_embedder: FaceEmbedder, size: int | None = 1024,
+                 upstream_resize: bool = True):
         self.pipe = pipe
         self.face_embedder = face_embedder
         self.size = size
+        self.upstream_resize = upstream_resize
 
     @classmethod
     def tiny(cls, device: str | torch.device = "cpu") -> "InstantIDStylizer":
@@ -261,7 +285,8 @@ class InstantIDStylizer:
         pipe = StableDiffusionXLInstantIDPipeline(**tiny_sdxl_controlnet_components())
         pipe.load_ip_adapter_instantid(tiny_instantid_state_dict(pipe.unet))
         pipe.set_progress_bar_config(disable=True)
-        return cls(pipe.to(device), TinyFaceEmbedder(detector="mtcnn"), size=64)
+        # no upstream resize: MTCNN on a 1280-px copy of every photo would dominate the tiny model's seconds
+        return cls(pipe.to(device), TinyFaceEmbedder(detector="mtcnn"), size=64, upstream_resize=False)
 
     @classmethod
     def from_pretrained(
@@ -270,22 +295,24 @@ class InstantIDStylizer:
         instantid: str = "InstantX/InstantID",
         face_model: str = "antelopev2",
         face_model_root: str | None = None,
-        detector: str = "retinaface",
+        detector: str | None = None,
         device: str | None = None,
         torch_dtype: torch.dtype | None = None,
     ) -> "InstantIDStylizer":
         """`base_model`: an SDXL checkpoint (the paper uses YamerMIX_v8); `instantid`: a folder (or Hub id) holding
-        `ControlNetModel/` and `ip-adapter.bin`; `face_model`: antelopev2 / buffalo_l / an .onnx path."""
+        `ControlNetModel/` and `ip-adapter.bin`; `face_model`: antelopev2 / buffalo_l / a pack folder / an .onnx
+        path, under `face_model_root/models/` (default ~/.insightface); `detector`: None for the pack's own
+        detector (upstream), "retinaface" / "mtcnn" to use those instead."""
         from styleid_guidance.hub import resolve_model_dir
 
-        from .face_embeddings import ONNXFaceEmbedder
+        from .face_embeddings import load_face_embedder
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch_dtype or (torch.float16 if device.startswith("cuda") else torch.float32)
         folder = resolve_model_dir(instantid, kind="InstantID", allow_patterns=("ControlNetModel/*", "ip-adapter.bin"))
         if not (folder / "ControlNetModel" / "config.json").is_file() or not (folder / "ip-adapter.bin").is_file():
             raise StyleIDError(f"{folder}: expected ControlNetModel/ and ip-adapter.bin inside (the InstantX/InstantID layout)")
-        face_embedder = ONNXFaceEmbedder.from_pretrained(face_model, root=face_model_root, detector=detector)
+        face_embedder = load_face_embedder(face_model, root=face_model_root, detector=detector, device=device)
         controlnet = load_or_explain(lambda: IdentityNet.from_pretrained(folder / "ControlNetModel", torch_dtype=dtype),
                                      "IdentityNet", folder / "ControlNetModel", "instantid")
         pipe = load_or_explain(lambda: StableDiffusionXLInstantIDPipeline.from_pretrained(base_model, controlnet=controlnet, torch_dtype=dtype),
@@ -295,9 +322,12 @@ class InstantIDStylizer:
 
     def __call__(self, face: ImageInput, prompt: str, strength_level: int = 4,
                  identity_guidance: IdentityGuidanceCallback | None = None, seed: int = 0, **overrides: Any) -> PIL.Image.Image:
-        width, height = overrides.pop("width", self.size), overrides.pop("height", self.size)
         photo = load_image(face)
+        if self.upstream_resize:
+            photo = resize_face_image(photo)
         info = self.face_embedder(photo, name="face image")
+        default = photo.size if self.size is None else (self.size, self.size)
+        width, height = overrides.pop("width", default[0]), overrides.pop("height", default[1])
         generator = torch.Generator("cpu").manual_seed(seed)
         result = self.pipe(prompt, image_embeds=info.embedding, image=kps_image(photo.size, info.landmarks, (width, height)),
                            strength_level=strength_level, identity_guidance=identity_guidance, generator=generator,

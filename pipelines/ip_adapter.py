@@ -162,7 +162,7 @@ class IPAdapterStylizer:
         vae: str | os.PathLike | None = DEFAULT_VAE,
         face_model: str = "buffalo_l",
         face_root: str | None = None,
-        detector: str = "retinaface",
+        detector: str | None = None,  # None: the insightface pack's own detector, as upstream
         faceid_v2: bool | None = None,
         device: str | torch.device | None = None,
         torch_dtype: torch.dtype | None = None,

@@ -1,6 +1,7 @@
-"""The 5-keypoint control image that InstantID's IdentityNet (and InfiniteYou's InfuseNet, given a pose) sees.
+"""The 5-keypoint control image that InstantID's IdentityNet (and InfiniteYou's InfuseNet, given a pose) sees,
+drawn by upstream's rule: fixed 4-px limbs and 10-px discs at the generation size.
 
-cv2 is imported when a picture is drawn, not with this module: the FLUX pipeline imports `kps_image` but
+cv2 is imported when a picture is drawn, not with this module: the FLUX pipeline imports `draw_kps` but
 draws only when a pose image is given, and loading cv2 (with its own bundled libraries) is not free.
 """
 from __future__ import annotations
@@ -36,10 +37,23 @@ def draw_kps(size: tuple[int, int], landmarks: np.ndarray, stick_width: int = 4,
 
 def kps_image(image_size: tuple[int, int], landmarks: np.ndarray, size: tuple[int, int]) -> PIL.Image.Image:
     """`draw_kps` of landmarks found on an `image_size` photo, for an output of `size` (both width, height): the
-    photo is taken as centre-cropped to the output's aspect, and strokes are upstream's at 1024 px, scaled."""
+    photo is taken as centre-cropped to the output's aspect and scaled onto it. Strokes keep upstream's fixed
+    pixel sizes (upstream always draws at the generation size); equal sizes give exactly upstream's picture."""
     (sw, sh), (dw, dh) = image_size, size
+    if (sw, sh) == (dw, dh):
+        return draw_kps(size, landmarks)
     scale = max(dw / sw, dh / sh)
     offset = np.array([(sw - dw / scale) / 2, (sh - dh / scale) / 2])
-    points = (np.asarray(landmarks, np.float64) - offset) * scale
-    s = max(size) / 1024
-    return draw_kps(size, points, stick_width=max(1, round(4 * s)), radius=max(1, round(10 * s)))
+    return draw_kps(size, (np.asarray(landmarks, np.float64) - offset) * scale)
+
+
+def resize_and_pad(image: PIL.Image.Image, size: tuple[int, int]) -> PIL.Image.Image:
+    """InfiniteYou's pose-photo framing for a (width, height) output: the photo is scaled (LANCZOS) to the output's
+    width when the output is portrait or square, else to its height, then centred on white; a photo more
+    elongated than that overflows and is cut evenly on both sides. Keypoints are then detected on this image."""
+    (w, h), (tw, th) = image.size, size
+    nw, nh = (tw, int(tw * (h / w))) if tw <= th else (int(th * (w / h)), th)
+    nw, nh = max(nw, 1), max(nh, 1)  # a panorama thinner than one output pixel (upstream would fail)
+    canvas = PIL.Image.new("RGB", (tw, th), (255, 255, 255))
+    canvas.paste(image.convert("RGB").resize((nw, nh), PIL.Image.LANCZOS), ((tw - nw) // 2, (th - nh) // 2))
+    return canvas

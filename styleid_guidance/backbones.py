@@ -96,9 +96,12 @@ class _DropRandomInitWarning(logging.Filter):
 
 @contextlib.contextmanager
 def _no_random_init_warning() -> Iterator[None]:
-    """open_clip warns about random init even when we load our own weights right after. It logs
-    through the root logger in some versions and its own "open_clip" logger in others: filter both."""
-    loggers = [logging.getLogger(), logging.getLogger("open_clip")]
+    """open_clip warns about random init even when we load our own weights right after. It logs through the
+    root logger in some versions and its own loggers ("open_clip", "open_clip.factory", ...) in others. A
+    logger's filter sees only records logged on that very logger (not those its children pass up), so filter
+    the root, "open_clip", "open_clip.factory" and every other open_clip logger that exists."""
+    names = {"open_clip", "open_clip.factory"} | {n for n in logging.Logger.manager.loggerDict if n.startswith("open_clip.")}
+    loggers = [logging.getLogger()] + [logging.getLogger(n) for n in sorted(names)]
     f = _DropRandomInitWarning()
     for lg in loggers:
         lg.addFilter(f)

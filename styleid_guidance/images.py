@@ -7,7 +7,7 @@ from typing import Iterator, Sequence, Union
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import StyleIDError
 from .fileio import atomic_write  # noqa: F401  (re-exported: the long-standing import path)
@@ -47,8 +47,24 @@ def _array_to_uint8_rgb(arr: np.ndarray, name: str) -> np.ndarray:
     return np.round(arr * 255.0).astype(np.uint8)
 
 
+def upright(image: Image.Image) -> Image.Image:
+    """`image` turned by its EXIF orientation, as cameras mean it (phones store the pixels sideways plus a tag);
+    diffusers' `load_image` does the same. Images without the tag come back as they are."""
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # unreadable EXIF: the pixels are all there is
+        return image
+    if orientation in (None, 1):
+        return image
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:
+        return image
+
+
 def load_image(src: ImageInput, min_side: int = MIN_SIDE) -> Image.Image:
-    """Return an RGB PIL image from a path, PIL image, numpy array or [3,H,W] tensor in [0,1]."""
+    """Return an upright (EXIF orientation applied) RGB PIL image from a path, PIL image, numpy array or
+    [3,H,W] tensor in [0,1]."""
     name = _describe(src)
     if isinstance(src, torch.Tensor):
         return to_pil(to_tensor(src)[0])
@@ -61,9 +77,12 @@ def load_image(src: ImageInput, min_side: int = MIN_SIDE) -> Image.Image:
         try:
             with Image.open(path) as im:
                 im.load()
-                src = im.copy()
+                turned = upright(im)
+                src = turned.copy() if turned is im else turned
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             raise StyleIDError(f"{path}: not a readable image ({type(err).__name__}); pass a PNG/JPEG/WebP file") from None
+    if isinstance(src, Image.Image):
+        src = upright(src)
     if isinstance(src, Image.Image) and src.mode == "RGB":  # the common case: nothing to convert
         if min(src.size) < min_side:
             raise StyleIDError(f"{name}: image is {src.size[0]}x{src.size[1]} px, too small (need at least {min_side} px per side)")

@@ -12,6 +12,7 @@ from torch import nn
 from styleid_guidance.pipelines.face_embeddings import (
     ALIGNED_SIZE,
     ArcFaceEmbedder,
+    InsightFaceEmbedder,
     ONNXFaceEmbedder,
     align_face,
     load_face_embedder,
@@ -90,11 +91,11 @@ def test_onnx_embedder_finds_packs_by_file_folder_and_name(onnx_model, tmp_path)
 
 
 def test_onnx_embedder_errors_are_one_clear_line(tmp_path):
-    with pytest.raises(StyleIDError, match="buffalo_l.*w600k_r50.onnx not found"):
+    with pytest.raises(StyleIDError, match="'buffalo_l' not found in .*downloads are off; put det_10g.onnx and w600k_r50.onnx"):
         ONNXFaceEmbedder.from_pretrained("buffalo_l", root=tmp_path)
-    with pytest.raises(StyleIDError, match="not available"):  # offline: the Hub copy cannot be fetched
+    with pytest.raises(StyleIDError, match="'antelopev2' not found in .*downloads are off"):  # offline: no Hub copy fetched
         ONNXFaceEmbedder.from_pretrained("antelopev2", root=tmp_path)
-    with pytest.raises(StyleIDError, match="no such face model"):
+    with pytest.raises(StyleIDError, match="not a known insightface pack"):
         load_face_embedder("antelope", root=tmp_path)
     with pytest.raises(StyleIDError, match="no glintr100.onnx or w600k_r50.onnx inside"):
         ONNXFaceEmbedder.from_pretrained(tmp_path)
@@ -102,6 +103,65 @@ def test_onnx_embedder_errors_are_one_clear_line(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(StyleIDError, match="cannot be loaded as an ONNX model"):
         ONNXFaceEmbedder(bad)
+    with pytest.raises(StyleIDError, match="no such face model file"):
+        ONNXFaceEmbedder.from_pretrained(tmp_path / "missing.onnx")
+
+
+def test_load_face_embedder_uses_the_pack_end_to_end_unless_a_detector_is_named(astronaut):
+    from styleid_guidance.tiny.insightface_pack import tiny_pack
+
+    pack = tiny_pack()
+    upstream = load_face_embedder(str(pack), device="cpu")
+    assert isinstance(upstream, InsightFaceEmbedder) and upstream.face_app.model_dir == pack
+    offline = load_face_embedder(str(pack / "w600k_tiny.onnx"), detector="mtcnn")
+    assert isinstance(offline, ONNXFaceEmbedder) and offline.detector == "mtcnn" and offline.face_app is None
+    a, b = upstream(astronaut), offline(astronaut)
+    # the same recogniser on two front ends: SCRFD's keypoints vs MTCNN's give different crops, so different embeddings
+    assert torch.nn.functional.cosine_similarity(a.embedding, b.embedding, dim=0) < 0.9999
+    assert np.abs(a.landmarks - b.landmarks).max() > 0.5
+    assert isinstance(load_face_embedder("tiny"), TinyFaceEmbedder)
+
+
+def test_infiniteyou_front_end_insightface_detection_facexlib_crop(astronaut):
+    """InfiniteYou: antelopev2 SCRFD (640 → 320 → 160), largest face, norm_crop on the BGR photo, then
+    torch.from_numpy(crop).permute(0, 3, 1, 2) / 255, 2x − 1, channels kept BGR, into IR-SE50."""
+    import cv2
+    from insightface.utils import face_align
+
+    from styleid_guidance.insightface_app import FaceApp
+
+    seen = {}
+
+    class Recorder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            seen["x"] = x
+            return torch.nn.functional.normalize(x.flatten(1)[:, :512], dim=1)
+
+    app = FaceApp.tiny(modules=("detection",))
+    embedder = ArcFaceEmbedder(Recorder(), device="cpu", face_app=app, retry=True)
+    info = embedder(astronaut)
+    bgr = cv2.cvtColor(np.array(astronaut), cv2.COLOR_RGB2BGR)
+    faces = app.get(bgr, (640, 320, 160))
+    face = sorted(faces, key=lambda x: (x["bbox"][2] - x["bbox"][0]) * (x["bbox"][3] - x["bbox"][1]))[-1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        crop = face_align.norm_crop(bgr, landmark=np.array(face["kps"]), image_size=112)
+    upstream = torch.from_numpy(crop).unsqueeze(0).permute(0, 3, 1, 2) / 255.0
+    upstream = (2 * upstream - 1).contiguous()
+    assert torch.equal(seen["x"], upstream)
+    np.testing.assert_array_equal(info.landmarks, face["kps"])
+    # retry reaches the detector: on the gated pack, only 320 finds this face
+    image = np.zeros((512, 512, 3), np.uint8)
+    image[200:300, 400:500] = 255
+    gated = ArcFaceEmbedder(Recorder(), device="cpu", face_app=FaceApp.tiny("gated", modules=("detection",)), retry=True)
+    landmarks, box = gated.detect(image)
+    assert box[2] > 500  # the face found at det_size 320 (box ≈ [345.6, 110.1, 545.3, 378.9])
+    with pytest.raises(NoFaceError, match="face image: no face found"):
+        ArcFaceEmbedder(Recorder(), device="cpu", face_app=gated.face_app, retry=False)(image)
 
 
 def test_arcface_embedder_feeds_bgr_in_minus_one_one_like_infiniteyou():

@@ -67,3 +67,35 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     with atomic_write(target) as tmp:
         tmp.write_text("new")
     assert target.read_text() == "new"
+
+
+def _exif_jpeg(path, orientation):
+    """A 60x30 JPEG stored sideways: red left half, blue right half, with an EXIF orientation tag."""
+    pixels = np.zeros((30, 60, 3), np.uint8)
+    pixels[:, :30] = (255, 0, 0)
+    pixels[:, 30:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, quality=95, exif=exif)
+    return path
+
+
+def test_exif_orientation_is_applied_everywhere_images_are_read(tmp_path):
+    from PIL import ImageOps
+
+    # 6 = "rotate 90° clockwise to display": the stored left edge is the top of the upright photo
+    path = _exif_jpeg(tmp_path / "phone.jpg", 6)
+    upright = load_image(path)
+    assert upright.size == (30, 60)
+    arr = np.asarray(upright).astype(int)
+    assert arr[2, 15, 0] > 200 and arr[2, 15, 2] < 50  # red on top
+    assert arr[-3, 15, 2] > 200 and arr[-3, 15, 0] < 50  # blue at the bottom
+    with Image.open(path) as im:
+        assert np.array_equal(arr, np.asarray(ImageOps.exif_transpose(im)))  # as diffusers' load_image does
+        assert load_image(im).size == (30, 60)  # an opened PIL image is turned as well
+    assert tuple(to_tensor(path).shape) == (1, 3, 60, 30)
+    # 3 = upside down: left and right swap; 1 and no tag: untouched
+    assert np.asarray(load_image(_exif_jpeg(tmp_path / "flip.jpg", 3)))[15, 2, 2] > 200
+    assert np.asarray(load_image(_exif_jpeg(tmp_path / "plain.jpg", 1)))[15, 2, 0] > 200
+    turned_once = load_image(path)
+    assert load_image(turned_once).size == (30, 60)  # the tag is gone after turning: never turned twice

@@ -128,10 +128,15 @@ def test_stylizer_loads_the_official_layout(tmp_path, monkeypatch, face):
     components = tiny_flux_controlnet_components()
     _save_official(tmp_path, components)
     # the facexlib ArcFace weights are the core's business (styleid_guidance.arcface); a tiny one stands in
-    monkeypatch.setattr(face_embeddings.ArcFaceEmbedder, "from_pretrained", classmethod(lambda cls, *a, **k: TinyFaceEmbedder()))
+    asked = []
+    monkeypatch.setattr(face_embeddings.ArcFaceEmbedder, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: asked.append(k) or TinyFaceEmbedder()))
+    (tmp_path / "supports" / "insightface" / "models" / "antelopev2").mkdir(parents=True)  # upstream's detector location
     stylizer = InfiniteYouStylizer.from_pretrained(base_model=str(tmp_path / "flux"), infiniteyou=str(tmp_path), device="cpu",
                                                    torch_dtype=torch.float32)
     assert isinstance(stylizer.pipe.controlnet, InfuseNet)
+    # faces found as upstream: antelopev2 from the repo's supports/insightface, no other detector named
+    assert asked[0]["detector"] is None and asked[0]["insightface_root"] == str(tmp_path / "supports" / "insightface")
     stylizer.pipe.set_progress_bar_config(disable=True)
     reference = InfiniteYouPipeline(**components)
     reference.load_image_proj(tiny_infiniteyou_state_dict(components["controlnet"].config.joint_attention_dim))
@@ -184,10 +189,79 @@ def test_stylizer_tiny_end_to_end_pose_and_no_face(astronaut):
     stylizer = InfiniteYouStylizer.tiny()
     out = stylizer(astronaut, "Portrait of green Orc", strength_level=4, seed=0, num_inference_steps=2)
     assert isinstance(out, Image.Image) and out.size == (SIZE, SIZE)
-    posed = stylizer(astronaut, "Portrait of green Orc", strength_level=4, seed=0, num_inference_steps=2, pose_image=astronaut)
+    # upstream detects the pose on the photo framed at the output size: at 32 px only a close-up has a findable face
+    pose = astronaut.crop((140, 40, 320, 240))
+    posed = stylizer(astronaut, "Portrait of green Orc", strength_level=4, seed=0, num_inference_steps=2, pose_image=pose)
     assert np.abs(np.asarray(out, np.float32) - np.asarray(posed, np.float32)).max() > 0  # keypoints reach InfuseNet
     with pytest.raises(NoFaceError, match="face image: no face found"):
         stylizer(Image.new("RGB", (128, 128), "white"), "Caricature")
+
+
+def _reference_frame(photo, width, height):
+    """InfiniteYou's resize_and_pad_image, from its rule: fit the target's width (portrait or square target) or
+    height (landscape), LANCZOS, paste centred on white (an overflowing photo is cut evenly)."""
+    w, h = photo.size
+    if width <= height:
+        new = (width, int(width * h / w))
+    else:
+        new = (int(height * w / h), height)
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    canvas.paste(photo.resize(new, Image.LANCZOS), ((width - new[0]) // 2, (height - new[1]) // 2))
+    return canvas
+
+
+def _reference_kps_drawing(size, kps):
+    """InstantID / InfiniteYou draw_kps, from its rule: on a black float canvas, eyes and mouth corners joined to
+    the nose by filled ellipses (half axes: half the distance, 4 px; integer centre and angle) in the outer
+    point's colour; the canvas × 0.6 to uint8; then filled discs of radius 10 in each point's colour."""
+    import cv2
+
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255)]
+    canvas = np.zeros((size[1], size[0], 3))
+    for a in (0, 1, 3, 4):
+        (xa, ya), (xn, yn) = kps[a], kps[2]
+        half = int(((xa - xn) ** 2 + (ya - yn) ** 2) ** 0.5 / 2)
+        angle = int(np.degrees(np.arctan2(ya - yn, xa - xn)))
+        poly = cv2.ellipse2Poly((int((xa + xn) / 2), int((ya + yn) / 2)), (half, 4), angle, 0, 360, 1)
+        canvas = cv2.fillConvexPoly(canvas.copy(), poly, colours[a])
+    canvas = (canvas * 0.6).astype(np.uint8)
+    for (x, y), colour in zip(kps, colours):
+        canvas = cv2.circle(canvas.copy(), (int(x), int(y)), 10, colour, -1)
+    return canvas
+
+
+@pytest.mark.parametrize("photo_size,out_size", [((640, 480), (864, 1152)), ((300, 900), (864, 1152)),
+                                                 ((500, 500), (1152, 864)), ((400, 1000), (1152, 864))])
+def test_pose_control_image_is_pixel_identical_to_upstream(astronaut, photo_size, out_size):
+    from styleid_guidance.pipelines.face_embeddings import FaceInfo
+
+    seen = {}
+    width, height = out_size
+    kps = np.array([[0.40, 0.38], [0.61, 0.37], [0.52, 0.50], [0.43, 0.63], [0.60, 0.62]]) * [width, height] + 0.37
+
+    class Embedder:
+        def __call__(self, image, name="face image"):
+            return FaceInfo(torch.ones(512), kps, np.array([0.0, 0, 10, 10]))
+
+        def detect(self, image, name="face image"):
+            seen["framed"] = image
+            return kps, np.array([0.0, 0, 10, 10])
+
+    class Pipe:
+        def __call__(self, prompt, **kwargs):
+            seen.update(kwargs)
+            return type("Out", (), {"images": [Image.new("RGB", (width, height))]})()
+
+    pose = astronaut.resize(photo_size)
+    InfiniteYouStylizer(Pipe(), Embedder())(astronaut, "Caricature", width=width, height=height, pose_image=pose)
+    assert np.array_equal(np.asarray(seen["framed"]), np.asarray(_reference_frame(pose, width, height)))
+    control = np.asarray(seen["control_image"])
+    want = _reference_kps_drawing((width, height), kps)
+    assert control.shape == want.shape == (height, width, 3)
+    assert np.array_equal(control, want)  # fixed 4/10-px strokes at any size, keypoints in the framed image
+    if photo_size == (640, 480):  # white bands above and below a landscape photo in a portrait frame
+        framed = np.asarray(seen["framed"])
+        assert (framed[:100] == 255).all() and (framed[-100:] == 255).all()
 
 
 def test_example_tiny_saves_an_annotated_grid(tmp_path, capsys):

@@ -18,7 +18,9 @@ from styleid_guidance.pipelines.instantid import (
     StableDiffusionXLInstantIDPipeline,
     draw_kps,
     kps_image,
+    resize_face_image,
 )
+from styleid_guidance.pipelines.presets import instantid_preset
 from styleid_guidance.tiny.controlnet import tiny_instantid_state_dict, tiny_sdxl_controlnet_components
 from styleid_guidance.errors import NoFaceError, StyleIDError
 from styleid_guidance.identity import StyleIDLoss
@@ -59,12 +61,82 @@ def test_draw_kps_colours_and_limbs():
     assert tuple(img[mid[1], mid[0]]) == (153, 0, 0)
 
 
-def test_kps_image_maps_landmarks_through_the_centre_crop():
-    # a 200x100 photo, output 64x64: the crop keeps x in [50, 150]; the centre stays the centre
-    pts = np.array([[100.0, 50.0], [60, 20], [140, 80], [100, 90], [55, 10]])
-    img = np.asarray(kps_image((200, 100), pts, (SIZE, SIZE)))
-    assert tuple(img[32, 32]) == KPS_COLORS[0]
-    assert tuple(img[round(20 * 0.64), round(10 * 0.64)]) == KPS_COLORS[1]
+def test_kps_image_maps_landmarks_through_the_centre_crop_with_upstreams_fixed_strokes():
+    # a 400x200 photo, output 256x256: the crop keeps x in [100, 300] and scales by 1.28
+    pts = np.array([[150.0, 70.0], [250, 70], [200, 110], [160, 170], [240, 170]])
+    img = np.asarray(kps_image((400, 200), pts, (256, 256)))
+    mapped = (pts - [100, 0]) * 1.28
+    for (x, y), colour in zip(mapped, KPS_COLORS):
+        assert tuple(img[int(y), int(x)]) == colour
+    nose_x, nose_y = int(mapped[2, 0]), int(mapped[2, 1])
+    assert tuple(img[nose_y + 9, nose_x]) == KPS_COLORS[2]  # radius 10 px at any output size (upstream)
+    assert tuple(img[nose_y + 13, nose_x]) == (0, 0, 0)
+    # the same size in and out is upstream's picture exactly
+    assert np.array_equal(np.asarray(kps_image((256, 256), mapped, (256, 256))), np.asarray(draw_kps((256, 256), mapped)))
+
+
+def test_a_call_without_ip_adapter_scale_keeps_the_scale_that_was_set(pipe, face):
+    def scales():
+        return {p.scale for p in pipe.unet.attn_processors.values() if isinstance(p, InstantIDAttnProcessor)}
+
+    try:
+        pipe.set_ip_adapter_scale(0.3)
+        kept = _run(pipe, face.embedding, steps=1, strength_level=None)
+        assert scales() == {0.3}  # upstream: `if ip_adapter_scale is not None: set_ip_adapter_scale(...)`
+        explicit = _run(pipe, face.embedding, steps=1, strength_level=None, ip_adapter_scale=0.3)
+        torch.testing.assert_close(kept, explicit, atol=0, rtol=0)
+        _run(pipe, face.embedding, steps=1, strength_level=None, ip_adapter_scale=0.5)
+        assert scales() == {0.5}
+        _run(pipe, face.embedding, steps=1, strength_level=2)  # a level is an explicit setting too
+        assert scales() == {float(instantid_preset(2)["ip_adapter_scale"])}
+    finally:
+        pipe.set_ip_adapter_scale(0.8)
+
+
+def _upstream_resize_img(image, max_side=1280, min_side=1024, base=64):
+    """InstantID's resize_img, written from its rule: short side to 1024, long side to 1280, sides floored to 64."""
+    w, h = image.size
+    ratio = min_side / min(h, w)
+    w, h = round(ratio * w), round(ratio * h)
+    ratio = max_side / max(h, w)
+    image = image.resize([round(ratio * w), round(ratio * h)], Image.BILINEAR)
+    return image.resize([(round(ratio * w) // base) * base, (round(ratio * h) // base) * base], Image.BILINEAR)
+
+
+@pytest.mark.parametrize("size", [(512, 512), (768, 1024), (1000, 700)])
+def test_resize_face_image_is_upstreams_resize_img(size, astronaut):
+    photo = astronaut.resize(size)
+    got, want = resize_face_image(photo), _upstream_resize_img(photo)
+    assert got.size == want.size and np.array_equal(np.asarray(got), np.asarray(want))
+    assert {(512, 512): (1280, 1280), (768, 1024): (960, 1280)}.get(size, got.size) == got.size
+
+
+def test_stylizer_front_end_is_upstreams(astronaut):
+    """The embedder sees resize_img(photo); with size=None the output and the keypoint picture are that size,
+    the picture drawn there exactly as upstream's draw_kps(face_image, face_info['kps'])."""
+    from styleid_guidance.pipelines.face_embeddings import FaceInfo
+
+    seen = {}
+    landmarks = np.array([[500.0, 520], [780, 520], [640, 700], [530, 860], [750, 860]])
+
+    class Embedder:
+        def __call__(self, image, name="face image"):
+            seen["face"] = image
+            return FaceInfo(torch.ones(512), landmarks, np.array([400.0, 400, 900, 950]))
+
+    class Pipe:
+        def __call__(self, prompt, **kwargs):
+            seen["call"] = kwargs
+            return type("Out", (), {"images": [Image.new("RGB", (kwargs["width"], kwargs["height"]))]})()
+
+    photo = astronaut.resize((768, 1024))
+    out = InstantIDStylizer(Pipe(), Embedder(), size=None)(photo, "Caricature")
+    assert np.array_equal(np.asarray(seen["face"]), np.asarray(_upstream_resize_img(photo)))
+    assert (seen["call"]["width"], seen["call"]["height"]) == (960, 1280) == out.size
+    assert np.array_equal(np.asarray(seen["call"]["image"]), np.asarray(draw_kps((960, 1280), landmarks)))
+    InstantIDStylizer(Pipe(), Embedder(), size=1024)(photo, "Caricature")  # the default square output
+    assert (seen["call"]["width"], seen["call"]["height"]) == (1024, 1024)
+    assert np.array_equal(np.asarray(seen["call"]["image"]), np.asarray(kps_image((960, 1280), landmarks, (1024, 1024))))
 
 
 def test_identity_tokens_reach_unet_and_identitynet(pipe, face):
@@ -198,7 +270,7 @@ def test_stylizer_from_pretrained_local_folders(tmp_path, monkeypatch):
     torch.save(tiny_instantid_state_dict(components["unet"]), tmp_path / "ip-adapter.bin")
     components["controlnet"].save_pretrained(tmp_path / "ControlNetModel")
     _save_sdxl_base(components, tmp_path / "sdxl")
-    monkeypatch.setattr(face_embeddings.ONNXFaceEmbedder, "from_pretrained", classmethod(lambda cls, *a, **k: TinyFaceEmbedder()))
+    monkeypatch.setattr(face_embeddings, "load_face_embedder", lambda *a, **k: TinyFaceEmbedder())
     stylizer = InstantIDStylizer.from_pretrained(base_model=str(tmp_path / "sdxl"), instantid=str(tmp_path), device="cpu")
     assert isinstance(stylizer.pipe.controlnet, IdentityNet) and stylizer.pipe.image_proj_model is not None
 
@@ -212,7 +284,7 @@ def test_missing_or_wrong_weights_are_clear_errors(tmp_path, pipe):
     with pytest.raises(StyleIDError, match="ip-adapter.bin not found"):
         pipe.load_ip_adapter_instantid(tmp_path / "ip-adapter.bin")
     (tmp_path / "ip-adapter.bin").write_bytes(b"garbage")
-    with pytest.raises(StyleIDError, match="cannot read"):
+    with pytest.raises(StyleIDError, match="not a loadable InstantID ip-adapter.bin"):
         pipe.load_ip_adapter_instantid(tmp_path / "ip-adapter.bin")
     good = tiny_instantid_state_dict(pipe.unet)
     with pytest.raises(StyleIDError, match="expected keys 'image_proj' and 'ip_adapter'"):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scipy.signal import convolve2d
 from torch.nn import functional as F
 
@@ -183,3 +184,54 @@ def test_e4e_progressive_deltas_and_latent_avg():
     out = inverter(torch.rand(1, 3, 128, 128))  # any size: resized to the encoder input
     assert out.shape == (1, 10, 16)
     assert inverter.latent_avg.shape == (10, 16)
+
+
+def test_jojogan_e4e_input_is_byte_identical_to_upstreams_transform(astronaut):
+    """JoJoGAN's e4e_projection: Compose([Resize(256), CenterCrop(256), ToTensor(), Normalize(0.5, 0.5)]) on the
+    aligned PIL face, i.e. PIL's bilinear resize in uint8. The encoder must see exactly that tensor."""
+    from torchvision import transforms
+
+    from styleid_guidance.jojogan.api import JoJoGAN
+    from styleid_guidance.jojogan.e4e import e4e_input
+
+    upstream = transforms.Compose([transforms.Resize(32), transforms.CenterCrop(32), transforms.ToTensor(),
+                                   transforms.Normalize([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])])
+    torch.manual_seed(0)
+    generator = Generator(64, 16, 2, channel_multiplier=1, channel_max=16)
+    encoder = Encoder4Editing(50, "ir_se", stylegan_size=64, style_dim=16, width=8, input_size=32).eval()
+    jj = JoJoGAN(generator, None, E4EInverter(encoder, torch.zeros(16)), device="cpu", detector="mtcnn")
+    seen = []
+    hook = encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    try:
+        w = jj.invert(astronaut, align=False)  # the 64-px centre crop, resized to e4e's 32-px input
+    finally:
+        hook.remove()
+    aligned = jj.align(astronaut, align=False)
+    want = upstream(aligned).unsqueeze(0)
+    assert torch.equal(seen[0], want) and torch.equal(e4e_input(aligned, 32), want)
+    # the same as PIL's bilinear in uint8, then [0, 1] → [-1, 1]: no float resampling anywhere
+    pil = torch.from_numpy(np.array(aligned.resize((32, 32), Image.BILINEAR))).permute(2, 0, 1).float() / 255
+    assert torch.equal(want[0], (pil - 0.5) / 0.5)
+    assert w.shape == (1, generator.n_latent, 16)
+    # the float (antialiased) path the inverter keeps for tensors differs by up to about one uint8 level
+    float_path = torch.nn.functional.interpolate(to_tensor_01(aligned), size=(32, 32), mode="bilinear", antialias=True) * 2 - 1
+    assert 0 < (float_path - want).abs().max() < 0.05
+
+
+def to_tensor_01(image):
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float().unsqueeze(0) / 255
+
+
+def test_channel_table_is_rosinalitys_and_the_cap_only_matters_above_multiplier_2():
+    from styleid_guidance.jojogan.stylegan2 import channel_table
+
+    def rosinality(m):  # rosinality/stylegan2-pytorch model.py (and JoJoGAN's copy): no cap
+        return {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * m, 128: 128 * m, 256: 64 * m, 512: 32 * m, 1024: 16 * m}
+
+    for m in (1, 2):
+        assert channel_table(m) == channel_table(m, None) == rosinality(m)  # the default cap changes nothing
+    assert channel_table(4, None) == rosinality(4)
+    assert channel_table(4)[64] == 512 != rosinality(4)[64]  # the documented project cap
+    with torch.device("meta"):
+        g = Generator(256, 512, 8, channel_multiplier=4, channel_max=None)
+        assert g.channels == rosinality(4) and any(1024 in p.shape for p in g.parameters())
