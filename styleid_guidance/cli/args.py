@@ -95,7 +95,8 @@ def add_faces(p: argparse.ArgumentParser | argparse._ArgumentGroup, crop: bool =
         p.add_argument("--crop", choices=CROPS, default=DEFAULT_CROP,
                        help="face: detect and align the largest face (default); center: CLIP's centre crop; none: the whole image")
     p.add_argument("--detector", choices=DETECTORS, default=None,
-                   help="face detector (default: retinaface; mtcnn, which ships its weights, with --tiny)")
+                   help="face detector for crops: retinaface (default) or mtcnn (ships its weights: the offline choice, "
+                        "and the default with --tiny); stylization pipelines otherwise use their upstream insightface detector")
     p.add_argument("--model-rootpath", "--model_rootpath", dest="model_rootpath", default=None, metavar="DIR",
                    help="folder with facexlib weights (RetinaFace, ArcFace) to use instead of downloading")
 
