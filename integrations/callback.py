@@ -17,6 +17,7 @@ The scheduler formulas live in schedulers.py, the decode in latents.py, the pipe
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any
 
@@ -25,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from diffusers.callbacks import PipelineCallback
 
+from styleid_guidance.devices import check_precision, resolve_precision
 from styleid_guidance.errors import StyleIDError
 
 from .hooks import expose_noise_pred, find_denoiser, forget_inputs, record_denoiser_inputs, recorded_inputs
@@ -70,8 +72,12 @@ class IdentityGuidanceCallback(PipelineCallback):
         repeats: gradient steps per guided step (re-decoding the updated x0 each time).
         augment: number of random crop/flip views per image averaged in the loss (0 = the image as is).
         seed: seeds the augmentations, so guided runs are reproducible.
-        autocast: on CUDA, run the guidance decode and identity encoder under bf16 autocast (fp32 range, so no
-            fp16 overflow; the loss itself is reduced in fp32). The denoiser and the final decode are untouched.
+        precision: compute precision of the guidance decode and the identity model: "auto" (bf16 where the
+            device runs it natively: CUDA compute capability ≥ 8, CPUs with AMX / AVX512-BF16; fp32 elsewhere),
+            "fp32", "bf16" or "fp16". None (default): the identity loss's own `precision` if it was given one,
+            else "auto". The loss, its gradient and the latent update are reduced in fp32; the denoiser and the
+            final decode are untouched (they run at the pipeline's dtype).
+        autocast: False forces fp32 guidance (the older switch; same as precision="fp32").
 
     The plain settings live in `self.config` (diffusers' ConfigMixin, as its own callbacks do) and are read
     from there; only the modules (`identity_loss`, `guidance_decoder`) are attributes.
@@ -92,6 +98,7 @@ class IdentityGuidanceCallback(PipelineCallback):
         augment: int = 0,
         seed: int = 0,
         autocast: bool = True,
+        precision: str | None = None,
     ):
         if not callable(identity_loss):
             raise StyleIDError("identity_loss must be an identity loss module (e.g. StyleIDLoss(encoder, reference=face))")
@@ -105,10 +112,12 @@ class IdentityGuidanceCallback(PipelineCallback):
             raise StyleIDError(f"need 0 <= start < end <= 1 (fractions of the steps), got start={start}, end={end}")
         if int(every) < 1 or int(repeats) < 1 or int(augment) < 0:
             raise StyleIDError(f"every and repeats must be >= 1 and augment >= 0, got every={every}, repeats={repeats}, augment={augment}")
+        if precision is not None:
+            check_precision(precision)
         # no super().__init__(): PipelineCallback's registers diffusers' CFG-cutoff settings, which this callback has not
         self.register_to_config(scale=float(scale), mode=mode, normalize_grad=bool(normalize_grad), start=float(start),
                                 end=float(end), every=int(every), repeats=int(repeats), augment=int(augment), seed=int(seed),
-                                autocast=bool(autocast))
+                                autocast=bool(autocast), precision=precision)
         self.identity_loss = identity_loss
         self.guidance_decoder = guidance_decoder
         self._fp32_decoders: dict[int, nn.Module] = {}
@@ -229,11 +238,20 @@ class IdentityGuidanceCallback(PipelineCallback):
             grad = grad / grad.pow(2).mean(dim=dims, keepdim=True).sqrt().clamp_min(1e-12)
         return -self.config.scale * grad
 
+    @property
+    def precision(self) -> str:
+        """The precision name guidance runs at ("auto" is resolved per device when it runs)."""
+        cfg = self.config
+        if not cfg.autocast:
+            return "fp32"
+        return cfg.precision or getattr(self.identity_loss, "precision", None) or "auto"
+
     def _loss(self, pipe: Any, x0: torch.Tensor, step_index: int, repeat: int) -> torch.Tensor:
-        if self.config.autocast and x0.is_cuda and torch.cuda.is_bf16_supported():
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return self._loss_fp(pipe, x0, step_index, repeat)
-        return self._loss_fp(pipe, x0, step_index, repeat)
+        name = self.precision
+        using = getattr(self.identity_loss, "using_precision", None)
+        # the decode follows this device's resolution of `name`; the identity loss resolves it for its own device
+        with resolve_precision(name, x0.device).autocast(), (using(name) if using else contextlib.nullcontext()):
+            return self._loss_fp(pipe, x0, step_index, repeat)
 
     def _loss_fp(self, pipe: Any, x0: torch.Tensor, step_index: int, repeat: int) -> torch.Tensor:
         images = self.decode(pipe, x0)

@@ -120,11 +120,13 @@ class JoJoGAN:
     def finetune(self, style_images: ImageInput | Sequence[ImageInput], identity_loss: Any = "styleid", id_weight: float = 1.0,
                  num_iter: int = 300, preserve_color: bool = False, alpha: float = 1.0, lr: float = 2e-3, seed: int = 0,
                  progress: Progress | None = None, *, align: bool = True, latents: Tensor | None = None, id_model: Any = None,
-                 sample_every: int = 0, sample_dir: str | os.PathLike | None = None, show_progress: bool = True) -> Generator:
+                 sample_every: int = 0, sample_dir: str | os.PathLike | None = None, show_progress: bool = True,
+                 precision: str | None = None) -> Generator:
         """Fine-tune a copy of the generator on the style reference(s); returns the new generator.
 
         identity_loss: "styleid" | "arcface" | "none" | an IdentityLoss. latents: precomputed w+
-        [N, n_latent, D] (skips e4e). progress(i, n, losses) is called after every iteration.
+        [N, n_latent, D] (skips e4e). progress(i, n, losses) is called after every iteration. precision: the
+        identity term's ("auto" = bf16 where native; None = the loss's own, else auto).
         """
         if self.discriminator is None:
             raise StyleIDError("fine-tuning needs the StyleGAN2 discriminator: build with JoJoGAN.from_pretrained(stylegan_ckpt, e4e_ckpt)")
@@ -145,7 +147,7 @@ class JoJoGAN:
         if sample_dir is not None:
             Path(sample_dir).mkdir(parents=True, exist_ok=True)
         return finetune(self.generator, self.discriminator, latents, targets, config, identity_loss=loss, progress=progress,
-                        sample_every=sample_every, sample_dir=sample_dir, show_progress=show_progress)
+                        sample_every=sample_every, sample_dir=sample_dir, show_progress=show_progress, precision=precision)
 
     @torch.no_grad()
     def stylize(self, face: ImageInput, generator: Generator | None = None, align: bool = True) -> Image.Image:

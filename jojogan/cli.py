@@ -64,6 +64,7 @@ def register(sub: Any) -> None:
                    help="weight of the identity term (default: %(default)s)")
     common.add_model(g)
     common.add_arcface_model(g)
+    common.add_precision(g, "auto")  # the identity term only; the generators stay fp32
     g = t.add_argument_group("fine-tuning")
     g.add_argument("--max-steps", "--num-iter", "--num_iter", dest="max_steps", type=int, default=d.num_iter,
                    help="fine-tuning iterations (default: %(default)s)")
@@ -154,7 +155,8 @@ def run_train(args: argparse.Namespace) -> int:
     generator = jj.finetune(args.style_images, identity_loss=args.id_loss, id_weight=args.id_weight, num_iter=args.max_steps,
                             preserve_color=args.preserve_color, alpha=args.alpha, lr=args.lr, seed=args.seed,
                             align=not args.no_align, latents=latents, id_model=id_model,
-                            sample_every=args.sample_every, sample_dir=str(sample_dir) if args.sample_every else None)
+                            sample_every=args.sample_every, sample_dir=str(sample_dir) if args.sample_every else None,
+                            precision=args.precision)
     jj.save_style(generator, output, id_loss=args.id_loss, id_weight=args.id_weight, num_iter=args.max_steps,
                   alpha=args.alpha, preserve_color=args.preserve_color, lr=args.lr, seed=args.seed,
                   style_images=[str(s) for s in args.style_images])

@@ -18,6 +18,7 @@ CLI: `styleid jojogan train STYLE.png [...] --output style.pt` (see `jojogan/cli
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from pathlib import Path
@@ -67,9 +68,16 @@ def sample_noise(generator: Generator, batch: int, rng: torch.Generator) -> list
     return [torch.randn(batch, 1, s, s, generator=rng, device=generator.device) for s in shapes]
 
 
+def identity_precision(identity_loss, precision: str | None) -> str:
+    """The identity term's precision: the one asked for, else the loss's own, else "auto" (bf16 where the
+    device runs it natively). The generators and the style loss always run in fp32."""
+    return precision or getattr(identity_loss, "precision", None) or "auto"
+
+
 def jojogan_losses(student: Generator, frozen: Generator, discriminator: Discriminator, real_features: list[Tensor],
-                   latents: Tensor, noise: list[Tensor], identity_loss=None, id_weight: float = 0.0) -> dict[str, Tensor]:
-    """One iteration's losses: {"style", optionally "identity", "total"}."""
+                   latents: Tensor, noise: list[Tensor], identity_loss=None, id_weight: float = 0.0,
+                   precision: str | None = None) -> dict[str, Tensor]:
+    """One iteration's losses: {"style", optionally "identity", "total"}; `precision` is the identity term's."""
     image, _ = student([latents], input_is_latent=True, noise=noise)
     fake = discriminator.features(image)
     losses = {"style": sum(F.l1_loss(f, r) for f, r in zip(fake, real_features)) / len(fake)}
@@ -77,8 +85,10 @@ def jojogan_losses(student: Generator, frozen: Generator, discriminator: Discrim
     if identity_loss is not None and id_weight > 0:
         with torch.no_grad():
             reference, _ = frozen([latents], input_is_latent=True, noise=noise)
-        identity_loss.set_reference(to_unit(reference))
-        losses["identity"] = identity_loss(to_unit(image)).mean()
+        using = getattr(identity_loss, "using_precision", None)
+        with using(identity_precision(identity_loss, precision)) if using else contextlib.nullcontext():
+            identity_loss.set_reference(to_unit(reference))
+            losses["identity"] = identity_loss(to_unit(image)).mean().float()
         total = total + id_weight * losses["identity"]
     losses["total"] = total
     return losses
@@ -104,11 +114,12 @@ def save_grid(grid: Tensor, path: str | os.PathLike) -> None:
 def finetune(generator: Generator, discriminator: Discriminator, style_latents: Tensor, targets: Tensor,
              config: FinetuneConfig | None = None, identity_loss=None, progress: Progress | None = None,
              sample_every: int = 0, sample_dir: str | os.PathLike | None = None, probe_latents: Tensor | None = None,
-             show_progress: bool = True) -> Generator:
+             show_progress: bool = True, precision: str | None = None) -> Generator:
     """Fine-tune a copy of `generator` on style references; the input generator is left unchanged.
 
     style_latents: [N, n_latent, D] w+ of the references; targets: [N, 3, S, S] in [-1, 1] at the
     generator size. identity_loss: an `IdentityLoss` (its reference is set every iteration) or None.
+    precision: the identity term's ("auto" | "fp32" | "bf16" | "fp16"; None = the loss's own, else auto).
     """
     config = config or FinetuneConfig()
     config.validate()
@@ -143,7 +154,7 @@ def finetune(generator: Generator, discriminator: Discriminator, style_latents: 
             latents = mix_latents(style_latents, w, layers, config.alpha)
             noise = sample_noise(frozen, n, rng)
         losses = jojogan_losses(student, frozen, discriminator, real_features, latents, noise,
-                                identity_loss if use_identity else None, config.id_weight)
+                                identity_loss if use_identity else None, config.id_weight, precision)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         optimizer.step()

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -28,6 +29,7 @@ from .attention import split_attention_projections, to_fused_names
 from .backbones import (TEST_TINY, build_backbone, check_model_name, lora_target_modules, open_clip_config,
                         quick_gelu_for, vit_kwargs_from_open_clip)
 from .config import LoraSettings, StyleIDConfig
+from .devices import Precision, resolve_precision
 from .errors import StyleIDError
 from .fileio import atomic_dir
 from .hub import resolve_model_dir
@@ -47,6 +49,9 @@ class StyleIDEncoder(nn.Module):
     def __init__(self, visual: nn.Module, config: StyleIDConfig):
         super().__init__()
         self.config = config
+        # compute precision of embed / encode_pixels when the call does not say: "fp32" keeps embeddings
+        # reproducible; "auto" = bf16 where the device runs it natively (see devices.resolve_precision)
+        self.precision = "fp32"
         for p in visual.parameters():
             p.requires_grad_(False)
         # exact LoRA on attention (see attention.py); weights are shared, embeddings unchanged
@@ -186,9 +191,14 @@ class StyleIDEncoder(nn.Module):
         return clone
 
     # ------------------------------------------------------------------ inference
-    def encode_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Normalised pixels [B,3,S,S] at `image_size` → L2-normalised float32 embeddings [B,D]."""
-        z = self.visual(pixel_values.to(device=self.device, dtype=self.dtype))
+    def encode_pixels(self, pixel_values: torch.Tensor, precision: str | Precision | None = None) -> torch.Tensor:
+        """Normalised pixels [B,3,S,S] at `image_size` → L2-normalised float32 embeddings [B,D].
+
+        precision: "fp32" | "bf16" | "fp16" | "auto" (None = `self.precision`). Reduced precision runs the
+        tower under autocast (weights stay fp32); the output is normalised in fp32 either way. "fp32" adds
+        no autocast of its own, so an enclosing one (accelerate's mixed precision) still applies."""
+        with resolve_precision(precision or self.precision, self.device).autocast():
+            z = self.visual(pixel_values.to(device=self.device, dtype=self.dtype))
         if isinstance(z, (tuple, list)):
             z = z[0]
         return F.normalize(z.float(), dim=-1)
@@ -204,17 +214,21 @@ class StyleIDEncoder(nn.Module):
         batch_size: int = 32,
         detector: str = "retinaface",
         model_rootpath: str | None = None,
+        precision: str | None = None,
     ) -> torch.Tensor:
         """Embed a [B,3,H,W]/[3,H,W] tensor in [0,1] (differentiable), or PIL images / file paths.
 
         crop: "center" = the CLIP processor's resize + centre crop; "none" = squash to a square;
         "face" = detect the largest face and crop around it (the released model wants a rough
-        face crop; detection itself is not differentiable)."""
+        face crop; detection itself is not differentiable).
+        precision: see `encode_pixels` (None = `self.precision`, "fp32" unless set); outputs are fp32."""
         if crop not in CROPS:
             raise StyleIDError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
+        precision = resolve_precision(precision or self.precision, self.device)  # once, not per batch
         if isinstance(images, torch.Tensor):
             x = to_tensor(images)
-            chunks = [self._embed_tensor(x[i : i + batch_size], crop, detector, model_rootpath) for i in range(0, len(x), batch_size)]
+            chunks = [self._embed_tensor(x[i : i + batch_size], crop, detector, model_rootpath, precision)
+                      for i in range(0, len(x), batch_size)]
             return torch.cat(chunks)
         items = list(images) if isinstance(images, (list, tuple)) else [images]
         if not items:
@@ -233,7 +247,7 @@ class StyleIDEncoder(nn.Module):
                 batch = ahead.result()
                 if nxt is not None:
                     ahead = pool.submit(prepare, nxt)
-                out.append(self.encode_pixels(batch.to(self.device, non_blocking=True)))
+                out.append(self.encode_pixels(batch.to(self.device, non_blocking=True), precision))
         return torch.cat(out)
 
     def _prepare_one(self, item: ImageInput, crop: str, detector: str, model_rootpath: str | None) -> torch.Tensor:
@@ -242,21 +256,25 @@ class StyleIDEncoder(nn.Module):
             # on CPU, PIL's uint8 resize is ~2x faster than torch's antialiased bicubic on full-size
             # photos, and it is exactly what CLIPImageProcessor does
             return self.preprocess(to_tensor(_pil_resize_shortest(pil, self.image_size)), crop)[0]
-        x = to_tensor(pil, device=self.device)
+        if self.device.type == "cpu":
+            x = to_tensor(pil)
+        else:  # GPU-side preprocessing: ship uint8 (4x fewer bytes than float), convert and resize there
+            x = torch.from_numpy(np.array(pil)).permute(2, 0, 1)[None].to(self.device, non_blocking=True).float().div_(255.0)
         if crop == "face":
             from .faces import crop_faces
 
             x = crop_faces(x, out_size=self.image_size, detector=detector, model_rootpath=model_rootpath, names=[str(item) if isinstance(item, (str, os.PathLike)) else "image"])
         return self.preprocess(x, "none" if crop == "face" else crop)[0]
 
-    def _embed_tensor(self, x: torch.Tensor, crop: str, detector: str, model_rootpath: str | None) -> torch.Tensor:
+    def _embed_tensor(self, x: torch.Tensor, crop: str, detector: str, model_rootpath: str | None,
+                      precision: Precision) -> torch.Tensor:
         x = x.to(self.device, torch.float32)
         if crop == "face":
             from .faces import crop_faces
 
             x = crop_faces(x, out_size=self.image_size, detector=detector, model_rootpath=model_rootpath)
             crop = "none"
-        return self.encode_pixels(self.preprocess(x, crop))
+        return self.encode_pixels(self.preprocess(x, crop), precision)
 
     def forward(self, images: torch.Tensor, crop: str = DEFAULT_CROP) -> torch.Tensor:
         return self.embed(images, crop=crop)

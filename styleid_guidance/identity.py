@@ -1,17 +1,21 @@
 """Differentiable identity losses behind one interface: StyleID, with ArcFace and CLIP as baselines.
 
 Every loss holds a cached reference embedding and returns, per sample, 1 − cos(embed(x), reference):
-differentiable w.r.t. the generated images, computed in fp32.
+differentiable w.r.t. the generated images, reduced in fp32. `precision` ("auto" | "fp32" | "bf16" |
+"fp16") runs the identity model under autocast; None (the default) is fp32 when the loss is called
+directly (reproducible scores) and lets a guidance caller (the diffusers callback, JoJoGAN) pick "auto".
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .devices import check_precision, resolve_precision
 from .errors import StyleIDError
 from .faces import FaceRegion
 from .images import ImageInput, load_image, to_tensor
@@ -38,10 +42,12 @@ class IdentityLoss(nn.Module):
         face_region: FaceRegion | None = None,
         detector: str = "retinaface",
         model_rootpath: str | None = None,
+        precision: str | None = None,
     ):
         super().__init__()
         if crop not in CROPS:
             raise StyleIDError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
+        self.precision = None if precision is None else check_precision(precision)
         # a guidance loss never trains its encoder
         self.model = model.eval().requires_grad_(False)
         self.crop = crop
@@ -61,6 +67,18 @@ class IdentityLoss(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @contextlib.contextmanager
+    def using_precision(self, precision: str | None) -> Iterator[None]:
+        """Run the loss at `precision` inside the block (None: leave it as it is); the setting is restored after."""
+        if precision is None:
+            yield
+            return
+        before, self.precision = self.precision, check_precision(precision)
+        try:
+            yield
+        finally:
+            self.precision = before
 
     @property
     def has_reference(self) -> bool:
@@ -82,7 +100,9 @@ class IdentityLoss(nn.Module):
             if region is None:
                 raise StyleIDError("crop='face' needs a face region: set a reference photo with a face, or pass face_region")
             x = region.crop(x, self.input_size, self.template)
-        return F.normalize(self._embed_images(x).float(), dim=-1)
+        with resolve_precision(self.precision or "fp32", self.device).autocast():
+            z = self._embed_images(x)
+        return F.normalize(z.float(), dim=-1)  # similarities and losses are reduced in fp32
 
     @torch.no_grad()
     def set_reference(self, reference: ImageInput | Sequence[ImageInput] | torch.Tensor) -> None:
@@ -151,7 +171,9 @@ class StyleIDLoss(IdentityLoss):
         return self.model.image_size
 
     def _embed_images(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_pixels(self.model.preprocess(x, "none" if self.crop == "face" else self.crop))
+        # the loss's precision governs, whatever the encoder's own default is
+        return self.model.encode_pixels(self.model.preprocess(x, "none" if self.crop == "face" else self.crop),
+                                        self.precision or "fp32")
 
 
 class CLIPLoss(StyleIDLoss):
@@ -207,17 +229,20 @@ def build_identity_loss(
     detector: str = "retinaface",
     model_rootpath: str | None = None,
     face_region: FaceRegion | None = None,
+    precision: str | None = None,
 ) -> IdentityLoss | None:
     """Build an identity loss by name: "styleid", "arcface", "clip" or "none" (→ None, nothing built).
 
     model: Hub id / local folder / file for the weights, or an already-built module. Defaults: the
-    released StyleID ("kwanY/styleid"), facexlib's ArcFace IR-SE50, open_clip "ViT-L-14/openai"."""
+    released StyleID ("kwanY/styleid"), facexlib's ArcFace IR-SE50, open_clip "ViT-L-14/openai".
+    A distilled student (`styleid distill`) is a StyleID encoder folder like any other.
+    precision: see the module docstring (None = fp32 unless a guidance caller picks)."""
     if name not in IDENTITY_LOSSES:
         raise StyleIDError(f"identity loss must be one of {', '.join(IDENTITY_LOSSES)}, got {name!r}")
     if name == "none":
         return None
     device = torch.device(device) if device is not None else default_device()
-    common = dict(crop=crop, face_region=face_region, detector=detector, model_rootpath=model_rootpath)
+    common = dict(crop=crop, face_region=face_region, detector=detector, model_rootpath=model_rootpath, precision=precision)
     if name == "arcface":
         from .arcface import load_arcface_backbone
 

@@ -42,7 +42,8 @@ def read_lora_settings(folder: Path, config: StyleIDConfig) -> LoraSettings:
     """LoRA settings from peft's adapter_config.json; none (rank 0) when the folder has no adapter."""
     path = folder / ADAPTER_CONFIG
     if not path.exists():
-        if config.lora.rank > 0:  # an old folder whose styleid_config.json still names a rank
+        named = read_json(folder / CONFIG_NAME).get("lora")  # the config file's own words, not the dataclass default
+        if isinstance(named, dict) and int(named.get("rank", 0) or 0) > 0:  # an old folder that still names a rank
             raise StyleIDError(f"{folder}: config says LoRA rank {config.lora.rank} but {ADAPTER_CONFIG} is missing")
         return LoraSettings(rank=0)
     raw = read_json(path)

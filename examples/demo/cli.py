@@ -32,6 +32,7 @@ def register(sub: Any) -> None:
                    help="a Hub id or local path for one other component, e.g. jojogan.stylegan_ckpt=PATH, "
                         "ip_adapter.base_model=ID, clip=ViT-B-16/openai (repeatable)")
     common.add_device(p)
+    common.add_precision(p, "auto")  # interactive: bf16 where the hardware runs it natively
     common.add_faces(p, crop=False)
     g = p.add_argument_group("serving")
     g.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         go_offline()  # read the local cache only: no download attempt may hang a click
     device = common.device_from(args)
     models = Models(profile, device=str(device), weights=weights, detector=args.detector)
+    models.precision = args.precision  # read by Models.identity_loss
     limits = Limits(max_upload_mb=args.max_upload_mb, max_side=args.max_side)
     if profile == "tiny":
         log.warning("tiny profile: built-in tiny random models, the outputs are NOT meaningful")

@@ -108,7 +108,8 @@ class Models:
         from styleid_guidance.identity import build_identity_loss
 
         return build_identity_loss(name, reference, model=self.identity_module(name), device=self.device, crop=crop,
-                                   detector=self.detector)
+                                   detector=self.detector,
+                                   precision=getattr(self, "precision", None))  # `styleid demo --precision`
 
     # -- faces ----------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ SUBCOMMANDS = (
     ("embed", "styleid_guidance.cli.embed"),
     ("eval", "styleid_guidance.eval.cli"),
     ("train", "styleid_guidance.train.cli"),
+    ("distill", "styleid_guidance.train.distill_cli"),
     ("smoke-data", "styleid_guidance.tiny.smoke_data"),
     ("jojogan", "styleid_guidance.jojogan.cli"),
     ("demo", "styleid_guidance.demo.cli"),

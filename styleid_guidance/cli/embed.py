@@ -26,6 +26,7 @@ def register(sub: Any) -> None:
     common.add_model(p)
     common.add_faces(p)
     common.add_device(p)
+    common.add_precision(p, "auto")  # bulk work: bf16 where native (cosine ≥ 0.9995 to fp32); fp32 for exact files
     common.add_batch_size(p)
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images or images without a face instead of stopping")
     common.add_progress(p)
@@ -58,12 +59,14 @@ def run(args: argparse.Namespace) -> int:
             if args.skip_bad:
                 for f in batch:
                     try:
-                        chunks.append(encoder.embed([f], crop=args.crop, detector=detector, model_rootpath=args.model_rootpath).cpu())
+                        chunks.append(encoder.embed([f], crop=args.crop, detector=detector, model_rootpath=args.model_rootpath,
+                                                    precision=args.precision).cpu())
                         kept.append(f)
                     except StyleIDError as err:
                         skipped.append(str(err))
             else:
-                chunks.append(encoder.embed(batch, crop=args.crop, detector=detector, model_rootpath=args.model_rootpath).cpu())
+                chunks.append(encoder.embed(batch, crop=args.crop, detector=detector, model_rootpath=args.model_rootpath,
+                                            precision=args.precision).cpu())
                 kept.extend(batch)
     if not chunks:
         raise StyleIDError(f"{args.folder}: no image could be embedded ({skipped[0] if skipped else 'empty'})")

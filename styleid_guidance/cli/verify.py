@@ -19,6 +19,7 @@ def register(sub: Any) -> None:
     common.add_model(p)
     common.add_faces(p)
     common.add_device(p)
+    common.add_precision(p, "auto")  # interactive: fast where bf16 is native; --precision fp32 for exact scores
     p.add_argument("--threshold", type=common.finite_float, default=DEFAULT_THRESHOLD,
                    help="cosine similarity at or above which a pair is 'same' (default: %(default)s)")
     p.set_defaults(func=run)
@@ -34,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         load_image(f)
     encoder = common.load_encoder(args)
     with torch.inference_mode():
-        z = encoder.embed(files, crop=args.crop, detector=args.detector or "retinaface", model_rootpath=args.model_rootpath)
+        z = encoder.embed(files, crop=args.crop, detector=args.detector or "retinaface", model_rootpath=args.model_rootpath,
+                          precision=args.precision)
     sims = (z[1:] @ z[0]).tolist()
     for path, sim in zip(files[1:], sims):
         verdict = "same" if sim >= args.threshold else "different"
