@@ -1,7 +1,8 @@
 """Embedding cache: one safetensors file per (model, crop), one tensor per image file.
 
 Keyed by the model (a local folder's files' mtimes and sizes included) and by each image's path,
-mtime and size, so adding a baseline later computes only the new model's embeddings.
+mtime and size, so adding a baseline later computes only the new model's embeddings. An image a face
+model embedded without a detected face (the no-face fallback) is marked, so a cached run still counts it.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..images import atomic_write
+from ..fileio import atomic_write
 from .models import Embedder, ModelSpec
 
 CACHE_FOLDER = "embedding_cache"
@@ -46,8 +47,16 @@ class EmbeddingCache:
     def get(self, path: Path) -> torch.Tensor | None:
         return self.entries.get(self._name(path))
 
-    def put(self, path: Path, embedding: torch.Tensor) -> None:
-        self.entries[self._name(path)] = embedding.detach().float().cpu().contiguous()
+    def is_fallback(self, path: Path) -> bool:
+        return f"{self._name(path)}.no_face" in self.entries
+
+    def put(self, path: Path, embedding: torch.Tensor, fallback: bool = False) -> None:
+        name = self._name(path)
+        self.entries[name] = embedding.detach().float().cpu().contiguous()
+        if fallback:
+            self.entries[f"{name}.no_face"] = torch.ones(1)
+        else:
+            self.entries.pop(f"{name}.no_face", None)
         self.dirty = True
 
     def save(self) -> None:
@@ -61,17 +70,22 @@ class EmbeddingCache:
 
 
 def embed_with_cache(files: Sequence[Path], spec: ModelSpec, crop: str, cache_dir: Path | None,
-                     make_embedder: Callable[[], Embedder], batch_size: int = 32, progress: bool = True) -> tuple[dict[Path, torch.Tensor], int]:
-    """Embeddings for `files`; returns (file → [D] tensor, number computed). Builds the model only on a miss."""
+                     make_embedder: Callable[[], Embedder], batch_size: int = 32,
+                     progress: bool = True) -> tuple[dict[Path, torch.Tensor], int, set[Path]]:
+    """Embeddings for `files`; returns (file → [D] tensor, number computed, files embedded without a
+    face). Builds the model only on a miss."""
     from tqdm.auto import tqdm
 
-    cache = EmbeddingCache(cache_dir, spec.key, crop) if cache_dir is not None else None
+    cache = EmbeddingCache(cache_dir, spec.key, spec.cache_crop(crop)) if cache_dir is not None else None
     result: dict[Path, torch.Tensor] = {}
+    fallbacks: set[Path] = set()
     missing = []
     for f in files:
         hit = cache.get(f) if cache is not None else None
         if hit is not None:
             result[f] = hit
+            if cache.is_fallback(f):
+                fallbacks.add(f)
         else:
             missing.append(f)
     if missing:
@@ -84,10 +98,11 @@ def embed_with_cache(files: Sequence[Path], spec: ModelSpec, crop: str, cache_di
                 for f, e in zip(batch, z):
                     result[f] = e
                     if cache is not None:
-                        cache.put(f, e)
+                        cache.put(f, e, fallback=f in embedder.fallbacks)
                 if cache is not None and (i // chunk) % 20 == 19:
                     cache.save()  # long runs keep what they computed if interrupted
         if cache is not None:
             cache.save()
-    return result, len(missing)
+        fallbacks |= embedder.fallbacks & set(missing)
+    return result, len(missing), fallbacks
 

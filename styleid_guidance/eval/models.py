@@ -2,7 +2,13 @@
 
 `NAME=MODEL` overrides a baseline's weights: an open_clip `name[/pretrained]` for clip/siglip2
 (`clip=test-tiny` is the offline random test model), a weights file/folder for arcface
-(`arcface=random` is a random IR-SE50, for tests).
+(`arcface=random` is a random IR-SE50, for tests) and adaface (an AdaFace IR `.ckpt` or its folder;
+default: ADAFACE_HOME, see styleid_guidance.adaface).
+
+Face models (arcface, adaface) with crop="face" align the largest face to ArcFace's 112-px 5-point
+template. With `no_face="center"` an image without a detectable face is embedded from the centred
+square instead (the Table-1 preset does this so one heavily stylised image does not end the run), and
+the images this happened to are counted.
 """
 from __future__ import annotations
 
@@ -10,20 +16,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
-from ..errors import StyleIDError
+from ..errors import NoFaceError, StyleIDError
+from ..faces import FaceRegion
+from ..images import load_image, to_tensor
+from .weights import WeightsUnavailable, hub_model, open_clip_weights, reachable
 
-BASELINES = {"clip": "ViT-L-14/openai", "siglip2": "ViT-L-16-SigLIP2-256/webli", "arcface": "default"}
+BASELINES = {"clip": "ViT-L-14/openai", "siglip2": "ViT-L-16-SigLIP2-256/webli", "arcface": "default", "adaface": "default"}
+FACE_MODELS = ("arcface", "adaface")
+NO_FACE = ("error", "center")
+
+
+class ModelUnavailable(StyleIDError):
+    """A model could not be loaded (weights missing, not downloadable, damaged): the Table-1 preset
+    lists such a baseline as skipped instead of failing the run."""
 
 
 @dataclass
 class ModelSpec:
-    """A model to evaluate: its display name, kind (styleid | clip | siglip2 | arcface) and weights."""
+    """A model to evaluate: its display name, kind (styleid | clip | siglip2 | arcface | adaface),
+    weights, and (when set) its own crop and no-face policy instead of the run's."""
 
     name: str
     kind: str
     source: str
+    crop: str | None = None
+    no_face: str = "error"
 
     @property
     def key(self) -> str:
@@ -35,55 +55,162 @@ class ModelSpec:
             return f"{self.kind}:{path.resolve()}:{stamp}"
         return f"{self.kind}:{self.source}"
 
+    def cache_crop(self, crop: str) -> str:
+        """The crop part of the cache key: a fallback embedding must not be served to a strict run."""
+        return crop if self.no_face == "error" or crop != "face" else f"{crop}+no-face={self.no_face}"
+
 
 def parse_baseline(text: str) -> ModelSpec:
     kind, _, override = text.partition("=")
     kind = kind.strip().lower()
     if kind not in BASELINES:
-        raise StyleIDError(f"--baseline {text!r}: choose from {', '.join(BASELINES)} (optionally NAME=MODEL)")
+        raise StyleIDError(f"baseline {text!r}: choose from {', '.join(BASELINES)} (optionally NAME=MODEL)",
+                           cli=f"--baseline {text!r}: choose from {', '.join(BASELINES)} (optionally NAME=MODEL)")
     return ModelSpec(kind, kind, override.strip() or BASELINES[kind])
 
 
-Embedder = Callable[[Sequence[Path]], torch.Tensor]
+class Embedder:
+    """files → [N,D] normalised embeddings; `fallbacks` collects the files embedded without a face."""
+
+    def __init__(self, fn: Callable[[Sequence[Path]], torch.Tensor]) -> None:
+        self.fn = fn
+        self.fallbacks: set[Path] = set()
+
+    def __call__(self, files: Sequence[Path]) -> torch.Tensor:
+        return self.fn(files)
+
+
+def _centre_region(size: tuple[int, int]) -> FaceRegion:
+    w, h = size
+    side = min(w, h)
+    x0, y0 = (w - side) / 2, (h - side) / 2
+    return FaceRegion.from_box((x0, y0, x0 + side, y0 + side), size)
+
+
+def face_region(pil: Any, file: Path, spec: ModelSpec, detector: str, model_rootpath: str | None,
+                embedder: Embedder) -> FaceRegion:
+    try:
+        return FaceRegion.detect(pil, detector, model_rootpath, name=str(file))
+    except NoFaceError:
+        if spec.no_face != "center":
+            raise
+        embedder.fallbacks.add(file)
+        return _centre_region(pil.size)
+
+
+def _load_detector(crop: str, detector: str, model_rootpath: str | None, device: torch.device) -> None:
+    """Load the face detector with the model, so missing detector weights count as the model's."""
+    if crop == "face":
+        from ..faces import detect_faces
+
+        detect_faces(np.zeros((64, 64, 3), np.uint8), detector=detector, model_rootpath=model_rootpath, device=device)
+
+
+def _adaface_embedder(spec: ModelSpec, crop: str, device: torch.device, detector: str, model_rootpath: str | None) -> Embedder:
+    from ..adaface import load_adaface
+    from ..preprocess import _resize, center_crop, resize_shortest_side
+
+    model = load_adaface(None if spec.source == "default" else spec.source, device=device)
+    _load_detector(crop, detector, model_rootpath, device)
+    size = model.input_size
+
+    def embed(files: Sequence[Path]) -> torch.Tensor:
+        crops = []
+        for f in files:
+            pil = load_image(f)
+            x = to_tensor(pil)
+            if crop == "face":
+                x = face_region(pil, f, spec, detector, model_rootpath, embedder).crop(x, size, template="arcface")
+            elif crop == "center":
+                x = center_crop(resize_shortest_side(x, size), size)
+            else:
+                x = _resize(x, (size, size))
+            crops.append(x[0])
+        return model.embed_rgb(torch.stack(crops).to(device))
+
+    embedder = Embedder(embed)
+    return embedder
+
+
+def _arcface_embedder(spec: ModelSpec, crop: str, device: torch.device, detector: str, model_rootpath: str | None) -> Embedder:
+    from ..arcface import ARCFACE_FILE, ARCFACE_URL, build_arcface_backbone
+    from ..identity import build_identity_loss
+
+    if spec.source == "default":  # facexlib's download: fail at once, and without its progress line, when offline
+        folder = Path(model_rootpath) if model_rootpath else Path(__import__("facexlib").__file__).parent / "weights"
+        ok, why = (True, "") if (folder / ARCFACE_FILE).is_file() else reachable(ARCFACE_URL)
+        if not ok:
+            raise WeightsUnavailable(f"ArcFace weights not found at {folder / ARCFACE_FILE} and cannot be downloaded now ({why}); "
+                                     f"put {ARCFACE_FILE} there or pass its path",
+                                     cli=f"ArcFace weights not found at {folder / ARCFACE_FILE} and cannot be downloaded now "
+                                         f"({why}); put {ARCFACE_FILE} there (--model-rootpath) or pass --baseline arcface=PATH")
+
+    if spec.source == "random":
+        # deterministic, so cached and fresh embeddings agree; the caller's RNG state is left alone
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model: Any = build_arcface_backbone()
+    else:
+        model = None if spec.source == "default" else spec.source
+    loss = build_identity_loss("arcface", model=model, device=device, crop=crop, detector=detector, model_rootpath=model_rootpath)
+    _load_detector(crop, detector, model_rootpath, device)
+
+    def embed(files: Sequence[Path]) -> torch.Tensor:
+        if crop != "face":
+            return loss.embed_photos([str(f) for f in files])
+        out = []
+        for f in files:
+            pil = load_image(f)
+            out.append(loss.embed(to_tensor(pil), face_region=face_region(pil, f, spec, detector, model_rootpath, embedder)))
+        return torch.cat(out)
+
+    embedder = Embedder(embed)
+    return embedder
+
+
+def _encoder_embedder(spec: ModelSpec, crop: str, device: torch.device, batch_size: int, detector: str,
+                      model_rootpath: str | None) -> Embedder:
+    if spec.kind == "styleid":
+        weights = hub_model(spec.source)
+    else:
+        name, _, pretrained = spec.source.partition("/")
+        tag = None if name == "test-tiny" else (pretrained or "openai")
+        weights = open_clip_weights(name, tag, spec.kind)  # before the slow imports: missing weights fail at once
+    from ..encoder import StyleIDEncoder
+
+    with weights:
+        if spec.kind == "styleid":
+            encoder = StyleIDEncoder.from_pretrained(spec.source, device=device)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)  # a random test model must be the same on every run for the cache
+                encoder = StyleIDEncoder.from_open_clip(name, pretrained=tag, lora_rank=0, device=device)
+    encoder.eval()
+
+    def embed(files: Sequence[Path]) -> torch.Tensor:
+        return encoder.embed([str(f) for f in files], crop=crop, batch_size=batch_size, detector=detector,
+                             model_rootpath=model_rootpath)
+
+    return Embedder(embed)
 
 
 def build_embedder(spec: ModelSpec, crop: str, device: torch.device, batch_size: int, detector: str,
                    model_rootpath: str | None) -> Embedder:
-    """Load the model and return files → [N,D] normalised embeddings."""
-    from ..encoder import StyleIDEncoder
+    """Load the model; any failure to load it is a ModelUnavailable naming the model."""
+    try:
+        if spec.kind == "adaface":
+            return _adaface_embedder(spec, crop, device, detector, model_rootpath)
+        if spec.kind == "arcface":
+            return _arcface_embedder(spec, crop, device, detector, model_rootpath)
+        return _encoder_embedder(spec, crop, device, batch_size, detector, model_rootpath)
+    except ModelUnavailable:
+        raise
+    except StyleIDError as err:  # missing, undownloadable or damaged weights, a bad path
+        cli = err.for_cli()
+        if spec.kind == "adaface":
+            cli = cli.replace("pass the file's path", "pass --baseline adaface=PATH")
 
-    if spec.kind == "arcface":
-        from ..arcface import build_arcface_backbone
-        from ..identity import build_identity_loss
+        def named(message: str) -> str:
+            return message if message.startswith(f"{spec.name}:") else f"{spec.name}: {message}"
 
-        if spec.source == "random":
-            # deterministic, so cached and fresh embeddings agree; the caller's RNG state is left alone
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                model: Any = build_arcface_backbone()
-        else:
-            model = None if spec.source == "default" else spec.source
-        loss = build_identity_loss("arcface", model=model, device=device, crop=crop, detector=detector,
-                                   model_rootpath=model_rootpath)
-
-        def embed_arcface(files: Sequence[Path]) -> torch.Tensor:
-            return loss.embed_photos([str(f) for f in files])
-
-        return embed_arcface
-
-    if spec.kind == "styleid":
-        encoder = StyleIDEncoder.from_pretrained(spec.source, device=device)
-    else:
-        name, _, pretrained = spec.source.partition("/")
-        pretrained = None if name == "test-tiny" else (pretrained or "openai")
-        with torch.random.fork_rng(devices=[]):  # a random test model must be the same on every run for the cache
-            torch.manual_seed(0)
-            encoder = StyleIDEncoder.from_open_clip(name, pretrained=pretrained, lora_rank=0, device=device)
-    encoder.eval()
-
-    def embed_encoder(files: Sequence[Path]) -> torch.Tensor:
-        return encoder.embed([str(f) for f in files], crop=crop, batch_size=batch_size, detector=detector,
-                             model_rootpath=model_rootpath)
-
-    return embed_encoder
-
+        raise ModelUnavailable(named(str(err)), cli=named(cli)) from None

@@ -1,4 +1,4 @@
-"""Metrics per model and group, the Table-1 Markdown layout, and the plots people look at."""
+"""Metrics per model and group, and the Markdown tables (Table 1's layout, human alignment)."""
 from __future__ import annotations
 
 import math
@@ -8,11 +8,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..images import atomic_write
-from ..metrics import roc_curve, verification_report
+from ..metrics import verification_report
+from .human import human_alignment
 from .pairs import GROUPS, Pair
 
 TABLE_COLUMNS = ("tpr@1e-2", "acc@0.3", "acc@0.4", "acc@0.5", "auroc")
+PAPER_SPLITS = ("cross-id", "cross-style", "cross-method")
 
 
 def _clean(value: Any) -> Any:
@@ -23,7 +24,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _group_order(values: list[str]) -> list[str]:
+def group_order(values: list[str]) -> list[str]:
     unique = list(dict.fromkeys(values))
     try:
         return sorted(unique, key=float)
@@ -37,39 +38,67 @@ def pair_scores(pairs: Sequence[Pair], embeddings: dict[Path, torch.Tensor]) -> 
     return (src * sty).sum(-1).double().numpy()
 
 
+def human_rates(pairs: Sequence[Pair]) -> np.ndarray:
+    return np.array([np.nan if p.human is None else p.human for p in pairs], np.float64)
+
+
+def human_raters(pairs: Sequence[Pair]) -> np.ndarray | None:
+    """People per pair (NaN where unknown), or None when the CSV has no human_n."""
+    if all(p.human_n is None for p in pairs):
+        return None
+    return np.array([np.nan if p.human_n is None else p.human_n for p in pairs], np.float64)
+
+
+def has_human(pairs: Sequence[Pair]) -> bool:
+    return any(p.human is not None for p in pairs)
+
+
 def model_metrics(pairs: Sequence[Pair], scores: np.ndarray) -> dict[str, Any]:
+    """{"overall": report, ["human": alignment,] group: {value: report (+ "human")}} for one model."""
     labels = np.array([p.label for p in pairs])
+    human = human_rates(pairs) if has_human(pairs) else None
+    raters = human_raters(pairs)
     out: dict[str, Any] = {"overall": verification_report(scores, labels)}
+    if human is not None:
+        out["human"] = human_alignment(scores, human, raters)
     for group in GROUPS:
         values = [getattr(p, group) for p in pairs]
         if all(v is None for v in values):
             continue
         entries = {}
-        for value in _group_order([v for v in values if v is not None]):
+        for value in group_order([v for v in values if v is not None]):
             mask = np.array([v == value for v in values])
             entries[value] = verification_report(scores[mask], labels[mask])
+            if human is not None:
+                entries[value]["human"] = human_alignment(scores[mask], human[mask], None if raters is None else raters[mask])
         out[group] = entries
     return out
 
 
-def _fmt(v: float | None) -> str:
+def _fmt(v: float | None, signed: bool = False) -> str:
     if v is None or not math.isfinite(v):
         return "—"
+    if signed:
+        return f"{v:+.3f}"
     return f"{v:.3f}".lstrip("0") if 0 <= v < 1 else f"{v:.3f}"
 
 
-def _pretty_split(name: str) -> str:
+def pretty_split(name: str) -> str:
     return "-".join("ID" if w.lower() == "id" else w.capitalize() for w in name.split("-"))
 
 
-def markdown_table(metrics: dict[str, dict[str, Any]]) -> str:
-    """Rows = models, columns = splits (+ All), cells TPR@1e-2/Acc@0.3/Acc@0.4/Acc@0.5/AUROC."""
+def markdown_table(metrics: dict[str, dict[str, Any]], splits: Sequence[str] | None = None, total: bool | None = None) -> str:
+    """Rows = models, columns = splits (+ All), cells TPR@1e-2/Acc@0.3/Acc@0.4/Acc@0.5/AUROC.
+
+    splits: the columns (default: the splits in the data); total: add an "All" column (default: unless
+    there is exactly one split). A split missing from the data shows "—"."""
     first = next(iter(metrics.values()))
-    splits = list(first.get("split", {}))
-    columns = [(s, _pretty_split(s)) for s in splits] + ([("__all__", "All")] if len(splits) != 1 else [])
+    splits = list(first.get("split", {})) if splits is None else list(splits)
+    total = len(splits) != 1 if total is None else total
+    columns = [(s, pretty_split(s)) for s in splits] + ([("__all__", "All")] if total else [])
 
     def report(model: dict[str, Any], split: str) -> dict[str, Any]:
-        return model["overall"] if split == "__all__" else model["split"][split]
+        return model["overall"] if split == "__all__" else model.get("split", {}).get(split, {})
 
     best = {}
     for split, _ in columns:
@@ -89,85 +118,40 @@ def markdown_table(metrics: dict[str, dict[str, Any]]) -> str:
             cell = "/".join(_fmt(r.get(k)) for k in TABLE_COLUMNS)
             cells.append(f"**{cell}**" if best[split] == name else cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    n = {split: report(first, split)["n"] for split, _ in columns}
+    n = {split: report(first, split).get("n", 0) for split, _ in columns}
     lines += ["", "Pairs per column: " + ", ".join(f"{title} {n[s]}" for s, title in columns) + "."]
     return "\n".join(lines) + "\n"
 
 
-def _save_figure(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-
-def plot_roc(scores: dict[str, np.ndarray], labels: np.ndarray, path: Path, log_fpr: bool) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    for name, s in scores.items():
-        fpr, tpr, _ = roc_curve(s, labels)
-        auc = verification_report(s, labels)["auroc"]
-        if log_fpr:
-            keep = fpr > 0
-            ax.step(fpr[keep], tpr[keep], where="post", label=f"{name} (AUROC {auc:.3f})")
-        else:
-            ax.plot(fpr, tpr, label=f"{name} (AUROC {auc:.3f})")
-    if log_fpr:
-        n_neg = int((labels == 0).sum())
-        ax.set_xscale("log")
-        # from the smallest FPR the negatives can resolve, and at least two decades wide
-        ax.set_xlim(min(max(1e-4, 0.5 / max(n_neg, 1)), 1e-2), 1.0)
-        ax.axvline(1e-2, color="grey", lw=0.8, ls=":")
-    else:
-        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
-        ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_xlabel("false positive rate" + (" (log)" if log_fpr else ""))
-    ax.set_ylabel("true positive rate")
-    ax.set_title(f"ROC, {len(labels)} pairs")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(alpha=0.3)
-    _save_figure(fig, path)
-
-
-def plot_similarity_vs_strength(pairs: Sequence[Pair], scores: dict[str, np.ndarray], path: Path) -> bool:
-    """One panel per method; x = strength, y = mean cosine of same (solid) / different (dashed) pairs."""
-    if all(p.strength is None for p in pairs):
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = _group_order([p.method or "all" for p in pairs])
-    fig, axes = plt.subplots(1, len(methods), figsize=(4 * len(methods), 3.6), squeeze=False, sharey=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, method in zip(axes[0], methods):
-        sel = [i for i, p in enumerate(pairs) if (p.method or "all") == method and p.strength is not None]
-        levels = _group_order([pairs[i].strength for i in sel])
-        try:
-            xs = [float(v) for v in levels]
-        except ValueError:
-            xs = list(range(len(levels)))
-            ax.set_xticks(xs, levels)
-        for k, (name, s) in enumerate(scores.items()):
-            for label, style in ((1, "-"), (0, "--")):
-                ys = []
-                for level in levels:
-                    vals = [s[i] for i in sel if pairs[i].strength == level and pairs[i].label == label]
-                    ys.append(float(np.mean(vals)) if vals else np.nan)
-                ax.plot(xs, ys, style, marker="o", ms=3, color=colours[k % len(colours)],
-                        alpha=1.0 if label else 0.5, label=name if label else None)
-        ax.set_title(method)
-        ax.set_xlabel("strength")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("mean cosine (solid: same, dashed: different)")
-    axes[0][-1].legend(fontsize=8)
-    _save_figure(fig, path)
-    return True
-
+def human_table(metrics: dict[str, dict[str, Any]]) -> str:
+    """Overall alignment with the human judgements, then Spearman ρ per split; '' without human data."""
+    rows = {name: m["human"] for name, m in metrics.items() if m.get("human", {}).get("n")}
+    if not rows:
+        return ""
+    lines = [
+        "Human alignment (pairs with a `human` rate): rank correlation with the rate, agreement of the verdict at a "
+        "fixed threshold with the human majority, and a logistic fit similarity → P(rater says same) "
+        "(p50: the similarity where that is 1/2; Brier of one judgement; ECE over 10 bins).",
+        "",
+        "| Model | Spearman ρ | Kendall τ-b | Agree@0.3 | Agree@0.4 | Agree@0.5 | p50 | Brier | ECE | n |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    best = max((n for n in rows if rows[n].get("spearman") is not None), key=lambda n: rows[n]["spearman"], default=None)
+    for name, h in rows.items():
+        cal = h.get("calibration") or {}
+        rho = _fmt(h.get("spearman"), signed=True)
+        cells = [f"**{rho}**" if name == best and len(rows) > 1 else rho, _fmt(h.get("kendall"), signed=True),
+                 *(_fmt(h.get(f"agree@{t}")) for t in (0.3, 0.4, 0.5)),
+                 _fmt(cal.get("p50"), signed=True), _fmt(cal.get("brier")), _fmt(cal.get("ece")), str(h["n"])]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    splits = list(next(iter(metrics.values())).get("split", {}))
+    if splits:
+        lines += ["", "Spearman ρ / Kendall τ-b per split:", "",
+                  "| Model | " + " | ".join(pretty_split(s) for s in splits) + " |", "|---|" + "---|" * len(splits)]
+        for name in rows:
+            cells = []
+            for s in splits:
+                h = metrics[name]["split"][s].get("human", {})
+                cells.append(f"{_fmt(h.get('spearman'), signed=True)} / {_fmt(h.get('kendall'), signed=True)}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
