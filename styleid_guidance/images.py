@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Iterator, Sequence, Union
 
@@ -62,6 +64,13 @@ def upright(image: Image.Image) -> Image.Image:
         return image
 
 
+def _too_many_pixels(path: Path, err: Exception) -> str:
+    found = re.search(r"\((\d+) pixels\)", str(err))  # PIL names the size; reopening would trip the check again
+    size = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "too many pixels"
+    return (f"{path}: image has {size}, over the {Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP safety limit for "
+            "decompression bombs; downscale it")
+
+
 def load_image(src: ImageInput, min_side: int = MIN_SIDE) -> Image.Image:
     """Return an upright (EXIF orientation applied) RGB PIL image from a path, PIL image, numpy array or
     [3,H,W] tensor in [0,1]."""
@@ -75,11 +84,16 @@ def load_image(src: ImageInput, min_side: int = MIN_SIDE) -> Image.Image:
         if path.is_dir():
             raise StyleIDError(f"{path}: is a folder, expected an image file")
         try:
-            with Image.open(path) as im:
-                im.load()
-                turned = upright(im)
-                src = turned.copy() if turned is im else turned
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            with warnings.catch_warnings():
+                # PIL only warns between its limit and twice it; a decompression bomb is refused at the limit
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    im.load()
+                    turned = upright(im)
+                    src = turned.copy() if turned is im else turned
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise StyleIDError(_too_many_pixels(path, err)) from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
             raise StyleIDError(f"{path}: not a readable image ({type(err).__name__}); pass a PNG/JPEG/WebP file") from None
     if isinstance(src, Image.Image):
         src = upright(src)

@@ -207,3 +207,38 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     assert any("step-00000002: damaged" in r.getMessage() and "step-00000001" in r.getMessage() for r in caplog.records)
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r][-2:] == [2, 3]  # step 2 re-trained from step 1
+
+
+# ---------------------------------------------------------------------- decompression bombs
+def _png_header(w: int, h: int) -> bytes:
+    """A PNG whose header claims w x h pixels (PIL refuses it from the header, before decoding)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [20000, 10000])  # PIL errors above 2x its limit and only warns between
+def test_a_decompression_bomb_is_one_line_everywhere(side, model_dir, photos, capsys):
+    bomb = photos / "bomb.png"
+    bomb.write_bytes(_png_header(side, side))
+    commands = [
+        ["verify", "--model", str(model_dir), "--crop", "center", str(photos / "a.png"), str(bomb)],
+        ["jojogan", "train", str(bomb), "-o", str(photos / "s.pt"), *FAST_TINY],
+        ["jojogan", "stylize", str(bomb), "--style-ckpt", str(photos / "none.pt"), "--tiny", "-o", str(photos / "st")],
+    ]
+    for argv in commands:
+        assert run(argv) == 2
+        line = _one_line(capsys)
+        assert ("megapixels, over the 89 MP safety limit" in line and "bomb.png" in line) or "none.pt" in line, line
+    out = photos / "e.safetensors"  # --skip-bad drops the bomb, keeps the rest
+    assert run(["embed", "--model", str(model_dir), "--crop", "center", "--skip-bad", str(photos), "-o", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1" in err and "megapixels" in err
+    from styleid_guidance.embedding_files import read_embeddings
+
+    assert sorted(read_embeddings(out)[1]) == ["a.png", "b.png"]
