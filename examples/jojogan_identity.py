@@ -1,56 +1,104 @@
-"""JoJoGAN with and without an identity loss, side by side.
+"""JoJoGAN with and without an identity loss, side by side, as one labelled grid.
 
     python examples/jojogan_identity.py STYLE.png FACE.jpg \
-        --stylegan_ckpt models/stylegan2-ffhq-config-f.pt --e4e_ckpt models/e4e_ffhq_encode.pt
-    python examples/jojogan_identity.py --tiny          # random tiny models, built-in photos, offline
+        --stylegan-ckpt models/stylegan2-ffhq-config-f.pt --e4e-ckpt models/e4e_ffhq_encode.pt
+    python examples/jojogan_identity.py --tiny          # random tiny models, the shipped faces, offline
 
-Writes OUT (default jojogan_identity.png): aligned face | --id_loss none | arcface | styleid.
+Writes --output (default outputs/jojogan_identity.png, git-ignored): the style reference, the aligned
+face, then the face stylised by generators fine-tuned with no identity loss, the ArcFace loss and the
+StyleID loss, each panel labelled. Flags as `styleid jojogan train` (--max-steps, alias --num-iter /
+--num_iter; --id-weight; --stylegan-ckpt; --e4e-ckpt).
 """
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
 
-from PIL import Image
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from styleid_guidance.jojogan.api import JoJoGAN
-from styleid_guidance.errors import run_cli
-from styleid_guidance.images import atomic_write
+from examples.common import FACES_DIR, annotated_grid, save_png  # noqa: E402
+from styleid_guidance.cli import args as common  # noqa: E402
+from styleid_guidance.errors import StyleIDError, run_cli  # noqa: E402
+from styleid_guidance.jojogan.cli import DEFAULT_E4E, DEFAULT_STYLEGAN  # noqa: E402
+from styleid_guidance.jojogan.config import FinetuneConfig  # noqa: E402
+
+DEFAULT_STYLE = FACES_DIR / "astronaut_painted.jpg"
+DEFAULT_FACE = FACES_DIR / "astronaut.jpg"
+TINY_MAX_STEPS = 10  # random tiny models learn nothing from more; keeps --tiny to seconds
+ID_LOSSES = (("none", "no identity loss"), ("arcface", "ArcFace identity loss"), ("styleid", "StyleID identity loss"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = common.Parser(prog="jojogan_identity", description=__doc__.split("\n")[0])
+    p.add_argument("style", nargs="?", default=str(DEFAULT_STYLE), help="style reference image (default: the shipped painting)")
+    p.add_argument("face", nargs="?", default=str(DEFAULT_FACE), help="face photo to stylize (default: the shipped photo)")
+    common.add_output(p, "where to save the labelled grid (.png)", required=False, default="outputs/jojogan_identity.png")
+    p.add_argument("--stylegan-ckpt", "--stylegan_ckpt", dest="stylegan_ckpt", default=DEFAULT_STYLEGAN, metavar="PATH",
+                   help="rosinality StyleGAN2 checkpoint with g_ema and d (default: %(default)s)")
+    p.add_argument("--e4e-ckpt", "--e4e_ckpt", dest="e4e_ckpt", default=DEFAULT_E4E, metavar="PATH",
+                   help="e4e encoder checkpoint (default: %(default)s)")
+    d = FinetuneConfig()
+    p.add_argument("--max-steps", "--num-iter", "--num_iter", dest="max_steps", type=int, default=d.num_iter,
+                   help=f"fine-tuning iterations per generator (default: %(default)s; at most {TINY_MAX_STEPS} with --tiny)")
+    p.add_argument("--id-weight", "--id_weight", dest="id_weight", type=common.finite_float, default=d.id_weight,
+                   help="weight of the identity term (default: %(default)s)")
+    common.add_faces(p, crop=False)
+    common.add_device(p)
+    common.add_seed(p)
+    common.add_tiny(p)
+    return p
+
+
+def check_output(path: str | os.PathLike) -> Path:
+    """Refuse an output that cannot be written before minutes of fine-tuning, not after."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise StyleIDError(f"--output {path}: the grid is saved as PNG; give a path ending in .png")
+    if path.is_dir():
+        raise StyleIDError(f"--output {path}: is a folder; give a file path ending in .png")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise StyleIDError(f"--output {path}: cannot write in {folder}; choose another folder")
+    return path
 
 
 def _main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("style", nargs="?", help="style reference image")
-    p.add_argument("face", nargs="?", help="face photo to stylize")
-    p.add_argument("--stylegan_ckpt", default="models/stylegan2-ffhq-config-f.pt")
-    p.add_argument("--e4e_ckpt", default="models/e4e_ffhq_encode.pt")
-    p.add_argument("--num_iter", type=int, default=300)
-    p.add_argument("--id_weight", type=float, default=1.0)
-    p.add_argument("--tiny", action="store_true", help="random tiny models and skimage photos (offline, seconds)")
-    p.add_argument("--out", default="jojogan_identity.png")
-    args = p.parse_args(argv)
-    if args.tiny:
-        import numpy as np
-        import skimage.data
+    from styleid_guidance.images import load_image
+    from styleid_guidance.jojogan.api import JoJoGAN
 
-        jj = JoJoGAN.tiny()
-        face = Image.fromarray(skimage.data.astronaut())
-        style = Image.fromarray((np.asarray(face) // 64 * 64).astype("uint8"))  # a posterised stand-in style
-        num_iter = min(args.num_iter, 10)
-    else:
-        if not (args.style and args.face):
-            p.error("give STYLE and FACE images (or --tiny)")
-        jj = JoJoGAN.from_pretrained(args.stylegan_ckpt, args.e4e_ckpt)
-        style, face, num_iter = args.style, args.face, args.num_iter
-    panels = [jj.align(face)]
-    for id_loss in ("none", "arcface", "styleid"):
-        generator = jj.finetune([style], identity_loss=id_loss, id_weight=args.id_weight, num_iter=num_iter)
-        panels.append(jj.stylize(face, generator))
-    grid = Image.new("RGB", (jj.size * len(panels), jj.size))
-    for i, panel in enumerate(panels):
-        grid.paste(panel, (i * jj.size, 0))
-    with atomic_write(args.out) as tmp:
-        grid.save(tmp, format="PNG")
-    print(f"wrote {args.out}: aligned face | none | arcface | styleid")
+    args = build_parser().parse_args(argv)
+    if args.max_steps < 1:
+        raise StyleIDError(f"--max-steps must be ≥ 1, got {args.max_steps}")
+    output = check_output(args.output)
+    for what in (args.style, args.face):  # a damaged image fails before any model is loaded
+        load_image(what)
+    style, face = args.style, args.face  # paths: an error (no face found) names the file
+    device = common.device_from(args)
+    steps = min(args.max_steps, TINY_MAX_STEPS) if args.tiny else args.max_steps
+    if args.tiny:
+        jj = JoJoGAN.tiny(device=device, seed=args.seed)
+    else:  # the same loaders, and the same flag named in an error, as `styleid jojogan train`
+        from styleid_guidance.jojogan import checkpoints
+
+        with common.for_option("--stylegan-ckpt"):
+            generator, discriminator = checkpoints.load_stylegan(args.stylegan_ckpt, size=1024)
+        with common.for_option("--e4e-ckpt"):
+            inverter = checkpoints.load_e4e(args.e4e_ckpt, stylegan_size=1024)
+        jj = JoJoGAN(generator, discriminator, inverter, device=device)
+    jj.detector = args.detector or jj.detector
+    jj.model_rootpath = args.model_rootpath
+    # both aligned first: a photo without a face fails here, before any fine-tuning
+    panels = [(jj.align(style), f"style reference\n{Path(args.style).name}"), (jj.align(face), f"aligned face\n{Path(args.face).name}")]
+    for id_loss, label in ID_LOSSES:
+        generator = jj.finetune([style], identity_loss=id_loss, id_weight=args.id_weight, num_iter=steps, seed=args.seed)
+        panels.append((jj.stylize(face, generator), label + ("" if id_loss == "none" else f"\nweight {args.id_weight:g}")))
+    title = f"JoJoGAN, {steps} steps per generator, seed {args.seed}" + (" (--tiny: random models, not meaningful)" if args.tiny else "")
+    save_png(annotated_grid([panels], title=title), output)
+    print(f"wrote {output}: " + " | ".join(label.split("\n")[0] for _, label in panels))
     return 0
 
 

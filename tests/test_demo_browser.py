@@ -1,4 +1,6 @@
-"""The demo in a real headless Chromium: start `python -m styleid_guidance.demo --profile tiny`, run every tab once.
+"""The demo in a real headless Chromium: start `python -m styleid_guidance.demo --profile tiny`, run every tab once,
+and give every tab a bad upload first (a text file, an empty file, a 20000 x 20000 PNG header): one plain sentence
+each, never Gradio's "Could not preprocess…" or a server path.
 
 Needs the Debian packages `chromium` and `chromium-driver` (and selenium). Without them the test is
 skipped locally but FAILS under CI (env CI set): CI must run it. Screenshots go to test-artifacts/.
@@ -171,6 +173,44 @@ def _numbers(row: list[str]) -> list[float]:
     return out
 
 
+def _clear(driver, elem_id: str) -> None:
+    """Empty a gr.File (it hides its file input while it holds a file)."""
+    _by_css(driver, f"#{elem_id} button[aria-label='Clear']")[0].click()
+    _wait(driver, lambda d: _by_css(d, f"#{elem_id} input[type=file]"), 30)
+
+
+def _toasts(driver) -> str:
+    return "\n".join(t.text for t in _by_css(driver, ".toast-body, [data-testid='toast-body']"))
+
+
+def _close_toasts(driver) -> None:
+    for button in _by_css(driver, ".toast-body .toast-close, [data-testid='toast-close']"):
+        driver.execute_script("arguments[0].click();", button)
+
+
+def _assert_clean_page(driver, bad_dir: Path) -> None:
+    text = driver.find_element("tag name", "body").text
+    for leak in ("Could not preprocess", "Traceback", str(bad_dir), "/tmp/gradio", "/tmp/"):
+        assert leak not in text, f"{leak!r} on the page:\n{text[-1500:]}"
+
+
+@pytest.fixture(scope="module")
+def bad_uploads(tmp_path_factory) -> dict[str, Path]:
+    import struct
+    import zlib
+
+    folder = tmp_path_factory.mktemp("bad")
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    (folder / "notes.png").write_text("not an image")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+                                      + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+    return {p.stem: p for p in folder.iterdir()}
+
+
 def _shot(driver, artifacts_dir, name: str, elem_id: str | None = None) -> None:
     if elem_id:
         driver.execute_script("document.querySelector(arguments[0]).scrollIntoView({block: 'start'});", f"#{elem_id}")
@@ -189,14 +229,21 @@ def test_page_shows_tiny_banner_and_tabs(browser, artifacts_dir):
     _shot(browser, artifacts_dir, "demo_home.png")
 
 
-def test_verify_tab(browser, artifacts_dir):
+def test_verify_tab(browser, artifacts_dir, bad_uploads):
     _open_tab(browser, "Verify")
     paths = [FACES / "astronaut.jpg", FACES / "astronaut_painted.jpg", FACES / "astronaut_sketch.jpg"]
-    _upload(browser, "verify-files", paths)
+    # an empty file in the batch: left out on its own, named, the rest shown as thumbnails and compared
+    _upload(browser, "verify-files", [paths[0], bad_uploads["empty"], *paths[1:]])
     _wait(browser, lambda d: _text(d, "#verify-files").count(".jpg") == len(paths), 60)  # names render as stem + suffix
+    note = _wait(browser, lambda d: "empty.png" in (t := _text(d, "#verify-upload-note")) and t, 60)
+    assert "image 2 (empty.png): the file is empty" in note, note
+    thumbnails = "return [...document.querySelectorAll('#verify-gallery img')].filter(im => im.complete && im.naturalWidth > 0).length;"
+    _wait(browser, lambda d: d.execute_script(thumbnails) == len(paths), 60)
+    _assert_clean_page(browser, bad_uploads["empty"].parent)
     _click(browser, "verify-run")
     status = _wait(browser, lambda d: ("Compared with" in (t := _text(d, "#verify-status")) or "⚠️" in t) and t)
     assert "Compared with the reference" in status and "astronaut.jpg" in status, status
+    assert "Left out image 2 (empty.png)" in status, status
     _wait(browser, lambda d: _image_loaded(d, "verify-chart"), 60)
     rows = _wait(browser, lambda d: len(r := _table_rows(d, "verify-table")) == 2 and r, 30)
     for row, path in zip(rows, paths[1:]):
@@ -207,21 +254,34 @@ def test_verify_tab(browser, artifacts_dir):
     _shot(browser, artifacts_dir, "demo_verify.png", "verify-status")
 
 
-def test_stylize_tab(browser, artifacts_dir, tmp_path):
+def test_stylize_tab(browser, artifacts_dir, tmp_path, bad_uploads):
     _open_tab(browser, "Stylize")
+    # not an image: one sentence as soon as it arrives, and the same one on a click
+    _upload(browser, "stylize-face", [bad_uploads["notes"]])
+    toast = _wait(browser, lambda d: "notes.png" in (t := _toasts(d)) and t, 60)
+    assert "face photo (notes.png): not a readable image; upload a PNG, JPEG or WebP file" in toast, toast
+    _click(browser, "stylize-run")
+    status = _wait(browser, lambda d: "⚠️" in (t := _text(d, "#stylize-status")) and t)
+    assert status == "⚠️ face photo (notes.png): not a readable image; upload a PNG, JPEG or WebP file", status
+    assert not _image_loaded(browser, "stylize-face-preview")
+    _assert_clean_page(browser, bad_uploads["notes"].parent)
+    _shot(browser, artifacts_dir, "demo_stylize_bad_upload.png")
+    _close_toasts(browser)
+
     # a picture without a face: a message in the tab, no crash
+    _clear(browser, "stylize-face")
     noise = tmp_path / "no_face.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(noise)
     _upload(browser, "stylize-face", [noise])
-    _wait(browser, lambda d: _image_loaded(d, "stylize-face"), 60)
+    _wait(browser, lambda d: _image_loaded(d, "stylize-face-preview"), 60)
     _click(browser, "stylize-run")
-    status = _wait(browser, lambda d: "⚠️" in (t := _text(d, "#stylize-status")) and t)
+    status = _wait(browser, lambda d: "no face" in (t := _text(d, "#stylize-status")) and t)
     assert "no face found" in status, status
     _shot(browser, artifacts_dir, "demo_stylize_no_face.png", "stylize-status")
 
-    browser.find_element("css selector", "#stylize-face button[aria-label='Remove Image']").click()
+    _clear(browser, "stylize-face")
     _upload(browser, "stylize-face", [FACES / "astronaut.jpg"])
-    _wait(browser, lambda d: _image_loaded(d, "stylize-face"), 60)
+    _wait(browser, lambda d: _image_loaded(d, "stylize-face-preview"), 60)
     _click(browser, "stylize-run")
     status = _wait(browser, lambda d: "Prompt:" in (t := _text(d, "#stylize-status")) and t)
     assert "Pixar" in status and "seed 0" in status, status
@@ -233,11 +293,21 @@ def test_stylize_tab(browser, artifacts_dir, tmp_path):
     _shot(browser, artifacts_dir, "demo_stylize.png", "stylize-status")
 
 
-def test_jojogan_tab(browser, artifacts_dir):
+def test_jojogan_tab(browser, artifacts_dir, bad_uploads):
     _open_tab(browser, "JoJoGAN")
+    # a decompression bomb (a 20000 x 20000 header): refused from the header, in one sentence
+    _close_toasts(browser)
+    _upload(browser, "jojogan-style", [bad_uploads["huge"]])
+    toast = _wait(browser, lambda d: "huge.png" in (t := _toasts(d)) and t, 60)
+    assert "style reference (huge.png): too many pixels; resize it to at most 4096 px per side" in toast, toast
+    _assert_clean_page(browser, bad_uploads["huge"].parent)
+    _shot(browser, artifacts_dir, "demo_jojogan_bad_upload.png")
+    _close_toasts(browser)
+    _clear(browser, "jojogan-style")
+
     _upload(browser, "jojogan-style", [FACES / "astronaut_painted.jpg"])
     _upload(browser, "jojogan-face", [FACES / "astronaut.jpg"])
-    _wait(browser, lambda d: _image_loaded(d, "jojogan-style") and _image_loaded(d, "jojogan-face"), 60)
+    _wait(browser, lambda d: _image_loaded(d, "jojogan-style-preview") and _image_loaded(d, "jojogan-face-preview"), 60)
     _click(browser, "jojogan-run")
     status = _wait(browser, lambda d: ("iterations" in (t := _text(d, "#jojogan-status")) or "⚠️" in t) and t)
     assert "iterations, identity weight" in status, status

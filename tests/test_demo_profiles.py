@@ -66,10 +66,13 @@ def test_hub_probe_gives_up_quickly_when_the_network_hangs(monkeypatch, empty_hu
 
 def test_real_profile_shows_unavailable_parts_with_reasons(empty_hub_cache, tmp_path):
     missing = tmp_path / "missing.pt"
-    models = Models("sd15", device="cpu", weights={"jojogan.stylegan_ckpt": str(missing)})
+    models = Models("sd15", device="cpu", weights={"jojogan.stylegan_ckpt": str(missing)}, model_rootpath=str(tmp_path))
     status = {a.label: a.reason for a in models.availability()}
     assert "kwanY/styleid" in status["StyleID"] and "not in the local Hugging Face cache" in status["StyleID"]
-    assert status["ArcFace"] is None
+    # ArcFace: not on disk and no download possible offline, so unavailable (not a failure on the first click)
+    assert "recognition_arcface_ir_se50.pth is not in" in status["ArcFace"] and "offline" in status["ArcFace"]
+    with pytest.raises(StyleIDError, match="ArcFace is unavailable"):
+        models.identity_module("arcface")
     assert "not in the local Hugging Face cache" in status["IP-Adapter"]
     assert "not part of the sd15 profile" in status["InstantID"] and "--profile sdxl" in status["InstantID"]
     assert "--profile flux" in status["InfiniteYou"]
@@ -132,10 +135,76 @@ def test_cli_launches_tiny_on_localhost_with_queue_and_limits(monkeypatch, empty
     assert run(["demo", "--port", "7999", "--max-upload-mb", "5", "--concurrency", "2"]) == 0  # auto → tiny (offline)
     launch = seen["launch"]
     assert launch["server_name"] == "127.0.0.1" and launch["server_port"] == 7999 and launch["share"] is False
-    assert launch["max_file_size"] == "5mb"
+    assert launch["max_file_size"] == "25mb"  # Gradio's transport cap; the demo's own 5 MB limit names the file
+    assert launch["show_error"] is False  # raw exception text never reaches the browser; gr.Error sentences do
     blocks = seen["blocks"]
     assert blocks._queue is not None and blocks._queue.max_size == 16
     heavy = [fn for fn in blocks.fns.values() if fn.concurrency_id == "models"]
     assert len(heavy) == 3 and all(fn.concurrency_limit == 2 for fn in heavy)
     text = str(blocks.config)
     assert "Tiny profile" in text and "fell back to" in text
+
+
+def test_arcface_is_available_only_when_its_weights_can_be_had(empty_hub_cache, tmp_path, monkeypatch):
+    from styleid_guidance import arcface
+
+    assert weights.ARCFACE_FILE == arcface.ARCFACE_FILE and weights.RETINAFACE_FILE == "detection_Resnet50_Final.pth"
+    assert "is not in" in weights.arcface_reason(None, str(tmp_path))  # offline, nothing on disk
+    (tmp_path / weights.ARCFACE_FILE).write_bytes(b"x")
+    assert weights.arcface_reason(None, str(tmp_path)) is None  # in --model-rootpath
+    assert weights.arcface_reason(str(tmp_path), None) is None  # --arcface-model FOLDER
+    assert "not found" in weights.arcface_reason(str(tmp_path / "nope.pth"), None)
+    # online (the probe answers): downloadable on first use
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("STYLEID_OFFLINE", raising=False)
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: None)
+    assert weights.arcface_reason(None, str(tmp_path / "empty")) is None
+
+
+def test_retinaface_missing_offline_means_mtcnn_and_the_table_says_so(empty_hub_cache, tmp_path):
+    models = Models("sd15", device="cpu", model_rootpath=str(tmp_path))
+    assert models.detector == "mtcnn"
+    row = {a.key: a for a in models.availability()}["detector"]
+    assert row.reason is None and row.note.startswith("MTCNN; retinaface unavailable") and weights.RETINAFACE_FILE in row.note
+    (tmp_path / weights.RETINAFACE_FILE).write_bytes(b"x")
+    assert Models("sd15", device="cpu", model_rootpath=str(tmp_path)).detector == "retinaface"
+
+
+def test_banner_is_green_only_when_everything_of_the_profile_runs(empty_hub_cache, tmp_path, monkeypatch):
+    from styleid_guidance.demo.status import banner_classes, banner_markdown, status_markdown, summarize
+
+    models = Models("sdxl", device="cpu", model_rootpath=str(tmp_path))
+    text = banner_markdown(models)
+    assert banner_classes(models) == [] and "real weights" not in text
+    assert "6 of 6 components are unavailable" in text and "InfiniteYou: not in this profile" in text
+    assert "**Verify** cannot run" in text and "**Stylize** cannot run" in text and "**JoJoGAN** cannot run" in text
+    assert "✓" not in status_markdown(models).split("Face detector")[0]  # no component is claimed available
+
+    # with every weight there: green, and it says what each tab runs
+    from styleid_guidance.demo.profiles import Availability
+
+    def all_there(self):
+        return [Availability(k, k, self._profile_reason(k[3:]) if k.startswith("fw:") else None)
+                for k in ("id:styleid", "id:arcface", "id:clip", "fw:ip_adapter", "fw:instantid", "fw:infiniteyou", "jojogan")]
+
+    monkeypatch.setattr(Models, "availability", all_there)
+    assert banner_classes(models) == ["real"] and summarize(models).excluded == ["fw:infiniteyou"]
+    text = banner_markdown(models)
+    assert "real weights; every component of the profile is available" in text
+    assert "**Stylize** runs IP-Adapter, InstantID, guided by ArcFace, StyleID" in text
+    assert banner_classes(models, fallback_note="fell back") == []
+
+
+def test_a_missing_cuda_device_is_refused_at_launch(monkeypatch, capsys):
+    import gradio as gr
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    launched = []
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: launched.append(kw))
+    assert run(["demo", "--profile", "tiny", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("styleid demo: error: --device") and "no CUDA GPU" in err and "Traceback" not in err
+    assert launched == []
+    with pytest.raises(StyleIDError, match="no CUDA GPU"):
+        Models("tiny", device="cuda")

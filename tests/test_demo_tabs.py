@@ -61,17 +61,68 @@ class Progress:
 def test_verify_scores_verdicts_and_chart(models, tmp_path, noise_png):
     copy = shutil.copy(FACES / "astronaut.jpg", tmp_path / "same_photo.jpg")
     progress = Progress()
-    res = verify.run_verify(models, [FACES / "astronaut.jpg", copy, noise_png], Limits(), progress)
-    assert [r[0] for r in res.rows] == ["same_photo.jpg", "noise.png"]
+    res = verify.run_verify(models, [FACES / "astronaut.jpg", copy, FACES / "astronaut_painted.jpg"], Limits(), progress)
+    assert [r[0] for r in res.rows] == ["same_photo.jpg", "astronaut_painted.jpg"]
     same = res.rows[0]
     # the same picture: cosine 1 under every model, hence "same"
     assert same[1::2] == pytest.approx([1.0, 1.0, 1.0], abs=1e-3) and same[2::2] == ["same"] * 3
     for value, word, model in zip(res.rows[1][1::2], res.rows[1][2::2], ("styleid", "arcface", "clip")):
         assert -1.0 <= value <= 1.0
         assert word == ("same" if value >= THRESHOLDS[model] else "different")
-    assert "No face found in noise.png" in res.message and "astronaut.jpg" in res.message
+    assert "on the detected faces" in res.message and "astronaut.jpg" in res.message and not res.skipped
     assert res.chart.size[0] > 300 and res.chart.size[1] > 200
     assert progress.values == sorted(progress.values) and all(0 <= v <= 1 for v in progress.values)
+
+
+def test_verify_with_crop_face_gives_no_verdict_without_a_face_like_the_cli(models, noise_png):
+    # a reference without a face: one clear sentence and no verdicts (styleid verify --crop face errors too)
+    with pytest.raises(StyleIDError, match=r"reference \(noise.png\): no face found, so no verdicts; .*'center' crop"):
+        verify.run_verify(models, [noise_png, FACES / "astronaut.jpg"], Limits())
+    # a compared image without a face: left out, named, the others still scored
+    res = verify.run_verify(models, [FACES / "astronaut.jpg", noise_png, FACES / "astronaut_sketch.jpg"], Limits())
+    assert [r[0] for r in res.rows] == ["astronaut_sketch.jpg"]
+    assert len(res.skipped) == 1 and res.skipped[0].startswith("noise.png: no face found, so no verdict")
+    assert "⚠️ Left out noise.png: no face found" in res.message
+    with pytest.raises(StyleIDError, match="nothing to compare with the reference: noise.png: no face found"):
+        verify.run_verify(models, [FACES / "astronaut.jpg", noise_png], Limits())
+
+
+@pytest.mark.parametrize("crop", ["center", "none"])
+def test_verify_whole_image_crops_score_images_without_faces(models, noise_png, crop):
+    res = verify.run_verify(models, [noise_png, FACES / "astronaut.jpg", noise_png], Limits(), crop=crop)
+    assert [r[0] for r in res.rows] == ["astronaut.jpg", "noise.png (2)"]
+    assert res.rows[1][1::2] == pytest.approx([1.0, 1.0, 1.0], abs=1e-3)  # the reference itself: cosine 1
+    assert not res.skipped and ("centre crops" if crop == "center" else "whole images") in res.message
+    with pytest.raises(StyleIDError, match="crop must be one of face, center, none"):
+        verify.run_verify(models, [noise_png, noise_png], Limits(), crop="eyes")
+
+
+def test_verify_drops_only_the_bad_file_and_says_so(models, tmp_path):
+    big = tmp_path / "big.jpg"  # 600 x 600 px of noise: ~1 MB whatever the name says
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (600, 600, 3), dtype=np.uint8)).save(big, format="PNG")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    limits = Limits(max_upload_mb=0.5)
+    small = [FACES / "astronaut.jpg", FACES / "astronaut_sketch.jpg"]
+    assert all(p.stat().st_size < 0.5 * 2**20 < big.stat().st_size for p in small)
+    res = verify.run_verify(models, [small[0], big, small[1], empty], limits)
+    assert [r[0] for r in res.rows] == ["astronaut_sketch.jpg"]
+    assert [s.split(":")[0] for s in res.skipped] == ["image 2 (big.jpg)", "image 4 (empty.png)"]
+    assert "MB upload limit" in res.skipped[0] and "empty" in res.skipped[1]
+    assert "⚠️ Left out image 2 (big.jpg)" in res.message and str(tmp_path) not in res.message
+    # the reference itself unreadable: nothing to compare with, said in one sentence
+    with pytest.raises(StyleIDError, match=r"reference \(image 1\) \(empty.png\): the file is empty.*the first image is the reference"):
+        verify.run_verify(models, [empty, *small], limits)
+
+
+def test_verify_previews_are_thumbnails_of_what_the_server_read(tmp_path):
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image")
+    gallery, skipped = verify.previews([FACES / "astronaut.jpg", notes, FACES / "astronaut_sketch.jpg"], Limits())
+    assert [caption for _, caption in gallery] == ["reference: astronaut.jpg", "astronaut_sketch.jpg"]
+    assert all(max(im.size) == 256 for im, _ in gallery)
+    assert skipped == ["image 2 (notes.png): not a readable image; upload a PNG, JPEG or WebP file"]
+    assert verify.previews(None, Limits()) == ([], [])
 
 
 def test_verify_needs_two_to_eight_images(models):
@@ -170,6 +221,14 @@ def test_jojogan_trains_both_then_reuses_the_cache(models, monkeypatch, tmp_path
     assert jojo.run_jojogan(models, style, FACES / "astronaut.jpg", 3, 1.0, True, 0, Limits(), cache).trained == 2
     with pytest.raises(StyleIDError, match="iterations must be from 1 to 2000"):
         jojo.run_jojogan(models, style, FACES / "astronaut.jpg", 0, 1.0, False, 0, Limits(), cache)
+
+
+def test_jojogan_refuses_a_face_photo_without_a_face_before_training(models, monkeypatch, noise_png):
+    fake = FakeJoJoGAN()
+    monkeypatch.setattr(models, "jojogan", lambda: fake)
+    with pytest.raises(NoFaceError, match=r"face photo \(noise.png\): no face found"):
+        jojo.run_jojogan(models, FACES / "astronaut_painted.jpg", noise_png, 3, 1.0, False, 0, Limits(), jojo.GeneratorCache())
+    assert fake.finetuned == []  # minutes of training not spent on a photo that cannot be stylized
 
 
 def test_generator_cache_is_lru():

@@ -1,23 +1,33 @@
 """The Gradio page: a profile banner, the model status, and the Verify / Stylize / JoJoGAN tabs.
 
-Each click runs one of the plain functions in verify.py / stylize.py / jojo.py; a user mistake
-(StyleIDError: no face, bad upload, missing weights) becomes a ⚠️ line in the tab, never a crash.
+Uploads come in one way on every tab: `gr.File` components hand the handlers a plain path (Gradio's
+`gr.Image` decodes the file itself first and answers a broken, empty or huge one with its raw
+"Could not preprocess input component…" and the server's temp paths). A handler reads the path through
+`limits.open_image` as soon as it arrives: the preview shows what the server read, and a bad file is a
+one-sentence `gr.Error` naming the file. Each click runs one of the plain functions in verify.py /
+stylize.py / jojo.py; a user mistake (StyleIDError: no face, bad upload, missing weights) becomes a ⚠️
+line in the tab, never a crash.
 """
 from __future__ import annotations
 
+import html
 import logging
+from pathlib import Path
 
 import gradio as gr
 
 from styleid_guidance.errors import StyleIDError
+from styleid_guidance.options import DEFAULT_CROP
 
 from . import jojo, stylize, verify
-from .limits import Limits
+from .limits import Limits, open_image, thumbnail
 from .profiles import Models
-from .weights import TINY_BANNER
 from .scoring import THRESHOLDS
+from .status import banner_classes, banner_markdown, status_markdown
 
 log = logging.getLogger("styleid-demo")
+
+FACES_DIR = Path(__file__).resolve().parent.parent / "faces"  # examples/faces in a source checkout
 
 CSS = """
 #profile-banner { border: 2px solid #f08c00; background: #fff4e6; border-radius: 8px; padding: 4px 12px; }
@@ -39,35 +49,64 @@ def _failure(err: BaseException) -> str:
     return f"⚠️ Unexpected error ({type(err).__name__}: {text[0] if text else ''}); the server log has the details."
 
 
-def status_markdown(models: Models) -> str:
-    lines = ["| component | status |", "|---|---|"]
-    for item in models.availability():
-        state = "✓ ready" if item.reason is None else f"✗ unavailable: {item.reason}"
-        if item.reason is None and not models.tiny and not models.is_built(item.key):
-            state = "✓ available (loaded on first use)"
-        lines.append(f"| {item.label} | {state.replace('|', '/')} |")
-    return "\n".join(lines)
+def upload_error(message: str) -> gr.Error:
+    """A toast with one plain sentence (gr.Error renders HTML: a file name must not)."""
+    return gr.Error(html.escape(message), print_exception=False)
 
 
-def banner_markdown(models: Models, fallback_note: str | None) -> str:
-    parts = []
-    if fallback_note:
-        parts.append(f"⚠️ {fallback_note}")
-    if models.tiny:
-        parts.append(f"⚠️ {TINY_BANNER}")
-    else:
-        parts.append(f"Profile **{models.profile}** on {models.device.type.upper()}: real weights, downloaded on first use.")
-    return "\n\n".join(parts)
+def preview_upload(path: str | None, what: str, limits: Limits):
+    """The thumbnail of one upload as the server read it, or a gr.Error that says what is wrong with it."""
+    if not path:
+        return None
+    try:
+        return thumbnail(open_image(path, what, limits))
+    except StyleIDError as err:
+        raise upload_error(str(err)) from None
+
+
+def preview_verify(paths: list[str] | None, limits: Limits) -> tuple[list, str]:
+    """(gallery of the readable uploads, a note on the ones left out). A bad file costs only itself."""
+    gallery, skipped = verify.previews(paths, limits)
+    note = "\n\n".join(f"⚠️ Will be left out: {s}" for s in skipped)
+    if skipped and not gallery:
+        raise upload_error(skipped[0] if len(skipped) == 1 else f"none of the {len(skipped)} files is a readable image; "
+                           f"first: {skipped[0]}")
+    if skipped:
+        gr.Warning(html.escape("; ".join(skipped)))
+    return gallery, note
+
+
+def shipped_faces() -> dict[str, Path]:
+    """The example photos a source checkout ships (none in a wheel: the Examples rows are left out)."""
+    names = ("astronaut.jpg", "astronaut_painted.jpg", "astronaut_sketch.jpg")
+    found = {n: FACES_DIR / n for n in names if (FACES_DIR / n).is_file()}
+    return found if len(found) == len(names) else {}
+
+
+def _file_input(label: str, elem_id: str, multiple: bool = False) -> gr.File:
+    return gr.File(file_count="multiple" if multiple else "single", file_types=["image"], type="filepath", label=label,
+                   elem_id=elem_id, height=140)
+
+
+def _preview(label: str, elem_id: str) -> gr.Image:
+    return gr.Image(label=label, type="pil", interactive=False, height=200, elem_id=elem_id)
+
+
+def _on_upload(file: gr.File, preview: gr.Image, what: str, limits: Limits) -> None:
+    # clear first, then read: a bad file must not leave the previous photo's preview standing
+    file.change(lambda: None, None, preview, queue=False, show_progress="hidden").then(
+        lambda path: preview_upload(path, what, limits), file, preview, show_progress="hidden")
 
 
 def build_app(models: Models, limits: Limits | None = None, fallback_note: str | None = None, concurrency: int = 1) -> gr.Blocks:
     limits = limits or Limits()
     cache = jojo.GeneratorCache()
     heavy = {"concurrency_limit": concurrency, "concurrency_id": "models"}  # all tabs share the model slots
+    faces = shipped_faces()
 
-    def do_verify(files, progress=gr.Progress()):
+    def do_verify(files, crop, progress=gr.Progress()):
         try:
-            res = verify.run_verify(models, files, limits, progress=progress)
+            res = verify.run_verify(models, files, limits, progress=progress, crop=crop or DEFAULT_CROP)
             return res.rows, res.chart, res.message
         except Exception as err:
             return [], None, _failure(err)
@@ -88,8 +127,8 @@ def build_app(models: Models, limits: Limits | None = None, fallback_note: str |
 
     with gr.Blocks(title="StyleID demo", analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
-        gr.Markdown(banner_markdown(models, fallback_note), elem_id="profile-banner",
-                    elem_classes=[] if models.tiny or fallback_note else ["real"])
+        banner = gr.Markdown(banner_markdown(models, fallback_note), elem_id="profile-banner",
+                             elem_classes=banner_classes(models, fallback_note))
         with gr.Accordion("Models", open=False, elem_id="models-accordion"):
             status = gr.Markdown(status_markdown(models), elem_id="model-status")
 
@@ -103,15 +142,23 @@ def build_app(models: Models, limits: Limits | None = None, fallback_note: str |
             )
             with gr.Row():
                 with gr.Column(scale=1):
-                    files = gr.File(file_count="multiple", file_types=["image"], label="images (first = reference)",
-                                    elem_id="verify-files")
+                    files = _file_input("images (first = reference)", "verify-files", multiple=True)
+                    crop = gr.Radio(verify.CROP_CHOICES, value=DEFAULT_CROP, label="crop", elem_id="verify-crop")
+                    gallery = gr.Gallery(label="uploaded images, as the server read them (first = reference)", columns=4,
+                                         height=200, interactive=False, elem_id="verify-gallery")
+                    upload_note = gr.Markdown(elem_id="verify-upload-note")
                     run_verify = gr.Button("Compare", variant="primary", elem_id="verify-run")
+                    if faces:
+                        gr.Examples([[[str(p) for p in faces.values()]]], [files], label="example: a photo, a painting, a sketch",
+                                    elem_id="verify-examples")
                 with gr.Column(scale=2):
                     verify_status = gr.Markdown(elem_id="verify-status")
                     verify_table = gr.Dataframe(headers=verify.HEADERS, label="similarity to the reference",
                                                 interactive=False, elem_id="verify-table")
                     verify_chart = gr.Image(label="similarity chart", type="pil", interactive=False, elem_id="verify-chart")
-            runs = [run_verify.click(do_verify, [files], [verify_table, verify_chart, verify_status], **heavy)]
+            files.change(lambda: ([], ""), None, [gallery, upload_note], queue=False, show_progress="hidden").then(
+                lambda paths: preview_verify(paths, limits), files, [gallery, upload_note], show_progress="hidden")
+            runs = [run_verify.click(do_verify, [files, crop], [verify_table, verify_chart, verify_status], **heavy)]
 
         with gr.Tab("Stylize", id="stylize"):
             gr.Markdown(
@@ -121,7 +168,10 @@ def build_app(models: Models, limits: Limits | None = None, fallback_note: str |
             )
             with gr.Row():
                 with gr.Column(scale=1):
-                    face = gr.Image(type="filepath", label="face photo", sources=["upload", "clipboard"], elem_id="stylize-face")
+                    face = _file_input("face photo", "stylize-face")
+                    face_preview = _preview("face photo, as the server read it", "stylize-face-preview")
+                    if faces:
+                        gr.Examples([[str(faces["astronaut.jpg"])]], [face], label="example face", elem_id="stylize-examples")
                     style = gr.Dropdown(stylize.style_choices(), value="pixar", label="style", elem_id="stylize-style")
                     custom = gr.Textbox(label="custom prompt (used when the style is 'custom')", elem_id="stylize-prompt")
                     level = gr.Slider(1, 7, value=4, step=1, label="strength level", elem_id="stylize-level")
@@ -136,6 +186,7 @@ def build_app(models: Models, limits: Limits | None = None, fallback_note: str |
                                     elem_id="stylize-grid")
                     stylize_table = gr.Dataframe(headers=stylize.HEADERS, label="similarity to the photo", interactive=False,
                                                  elem_id="stylize-table")
+            _on_upload(face, face_preview, "face photo", limits)
             runs += [run_stylize.click(do_stylize, [face, style, custom, level, seed, scale], [grid, stylize_table, stylize_status], **heavy)]
 
         with gr.Tab("JoJoGAN", id="jojogan"):
@@ -147,10 +198,15 @@ def build_app(models: Models, limits: Limits | None = None, fallback_note: str |
             with gr.Row():
                 with gr.Column(scale=1):
                     with gr.Row():
-                        jj_style = gr.Image(type="filepath", label="style reference", sources=["upload", "clipboard"],
-                                            elem_id="jojogan-style")
-                        jj_face = gr.Image(type="filepath", label="face photo", sources=["upload", "clipboard"],
-                                           elem_id="jojogan-face")
+                        with gr.Column():
+                            jj_style = _file_input("style reference", "jojogan-style")
+                            jj_style_preview = _preview("style reference, as read", "jojogan-style-preview")
+                        with gr.Column():
+                            jj_face = _file_input("face photo", "jojogan-face")
+                            jj_face_preview = _preview("face photo, as read", "jojogan-face-preview")
+                    if faces:
+                        gr.Examples([[str(faces["astronaut_painted.jpg"]), str(faces["astronaut.jpg"])]], [jj_style, jj_face],
+                                    label="example: a painted portrait and a photo", elem_id="jojogan-examples")
                     iters = gr.Slider(1, 1000, value=models.jojogan_iters, step=1, label="training iterations", elem_id="jojogan-iters")
                     id_weight = gr.Slider(0.0, 5.0, value=jojo.DEFAULT_ID_WEIGHT, step=0.1, label="identity loss weight")
                     with gr.Row():
@@ -163,9 +219,15 @@ def build_app(models: Models, limits: Limits | None = None, fallback_note: str |
                                        interactive=False, elem_id="jojogan-grid")
                     jj_table = gr.Dataframe(headers=jojo.HEADERS, label="similarity to the face", interactive=False,
                                             elem_id="jojogan-table")
+            _on_upload(jj_style, jj_style_preview, "style reference", limits)
+            _on_upload(jj_face, jj_face_preview, "face photo", limits)
             runs += [run_jj.click(do_jojogan, [jj_style, jj_face, iters, id_weight, keep_color, jj_seed], [jj_grid, jj_table, jj_status], **heavy)]
 
-        # models load lazily (and may fail): refresh the status table after every run
+        # models load lazily (and may fail): refresh the banner and the status table after every run
+        def refresh():
+            return gr.update(value=banner_markdown(models, fallback_note), elem_classes=banner_classes(models, fallback_note)), \
+                status_markdown(models)
+
         for event in runs:
-            event.then(lambda: status_markdown(models), None, status, queue=False)
+            event.then(refresh, None, [banner, status], queue=False)
     return demo

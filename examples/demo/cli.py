@@ -95,26 +95,37 @@ def run(args: argparse.Namespace) -> int:
     from .profiles import Models
     from .weights import go_offline, hub_reachable, resolve_profile
 
+    device = common.device_from(args)  # `--device cuda` without a GPU: refused here, not on every click
     weights = weights_from(args)
     profile, note = resolve_profile(args.profile, weights)
     if note:
         log.warning(note)
     if profile != "tiny" and not hub_reachable()[0]:
         go_offline()  # read the local cache only: no download attempt may hang a click
-    device = common.device_from(args)
-    models = Models(profile, device=str(device), weights=weights, detector=args.detector)
+    models = Models(profile, device=str(device), weights=weights, detector=args.detector, model_rootpath=args.model_rootpath)
     models.precision = args.precision  # read by Models.identity_loss
     limits = Limits(max_upload_mb=args.max_upload_mb, max_side=args.max_side)
     if profile == "tiny":
         log.warning("tiny profile: built-in tiny random models, the outputs are NOT meaningful")
     log.info("profile %s on %s", profile, models.device)
+    if profile != "tiny":
+        from .status import summarize
+
+        summary = summarize(models)
+        for label, why in summary.unavailable.items():
+            log.warning("%s unavailable: %s", label, why)
+        for note in models.notes:
+            log.warning(note)
+        log.info("; ".join(f"{tab} {what}" for tab, what in summary.tabs.items()))
     if not is_loopback(args.host):
         log.warning("serving on %s: anyone who can reach this machine can use the demo", args.host)
 
-    from .app import CSS, build_app
+    from .app import CSS, FACES_DIR, build_app
 
     demo = build_app(models, limits, fallback_note=note, concurrency=args.concurrency)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, inbrowser=args.open_browser,
-                max_file_size=limits.max_file_size, show_error=True, ssr_mode=False, css=CSS)
+                max_file_size=limits.max_file_size, ssr_mode=False, css=CSS, allowed_paths=[str(FACES_DIR)],
+                # only gr.Error sentences reach the browser; anything else is "Error" there and logged here
+                show_error=False)
     return 0

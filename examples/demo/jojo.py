@@ -87,6 +87,10 @@ def run_jojogan(models: Models, style_path, face_path, num_iter, id_weight, pres
     style = open_image(style_path, "style reference", limits)
     face = open_image(face_path, "face photo", limits)
     style_name, face_name = display_name(style_path), display_name(face_path)
+    progress(0.005, desc="finding the face")
+    reference = prepare(models, face, face_name)
+    if reference.region is None:  # before minutes of training, not after
+        raise NoFaceError(f"face photo ({face_name}): no face found; upload a photo with one clear, roughly frontal face")
     progress(0.01, desc="loading JoJoGAN (first use reads the StyleGAN2 and e4e checkpoints)")
     jj = models.jojogan()
     settings = (models.profile, file_hash(style_path), num_iter, round(id_weight, 6), bool(preserve_color), seed)
@@ -127,7 +131,6 @@ def run_jojogan(models: Models, style_path, face_path, num_iter, id_weight, pres
         raise NoFaceError(f"face photo ({face_name}): no face found; upload a photo with one clear, roughly frontal face") from None
 
     progress(0.95, desc="scoring")
-    reference = prepare(models, face, face_name)
     prepared = [prepare(models, im, f"{IDENTITY_LABELS[n]}-trained output") for im, n in zip(outputs, TRAINED_WITH)]
     scores = score(models, reference, prepared, ("styleid", "arcface"))
     cells = [[Cell(style, style_name), Cell(face, face_name)]

@@ -23,7 +23,7 @@ from styleid_guidance.errors import NoFaceError, StyleIDError
 
 from .weights import (DEFAULT_WEIGHTS, DETECT_SIDE, FRAMEWORK_LABELS, FRAMEWORKS, IDENTITY_LABELS, IDENTITY_MODELS,
                       PROFILE_FRAMEWORKS, PROFILES, REAL_JOJOGAN_ITERS, TINY_CALL_OVERRIDES, TINY_GUIDANCE,
-                      TINY_JOJOGAN_ITERS, _STYLIZERS, _coerce, weights_reason)
+                      TINY_JOJOGAN_ITERS, _STYLIZERS, _coerce, arcface_reason, retinaface_reason, weights_reason)
 
 log = logging.getLogger("styleid-demo")
 
@@ -35,6 +35,7 @@ class Availability:
     key: str
     label: str
     reason: str | None  # None = usable (real weights may still download on first use)
+    note: str | None = None  # usable, with a caveat the page should show (e.g. a fallback taken)
 
 
 class Models:
@@ -42,15 +43,23 @@ class Models:
     reported as "unavailable: reason" from then on instead of being retried on every click."""
 
     def __init__(self, profile: str, device: str | None = None, weights: dict[str, str] | None = None,
-                 detector: str | None = None):
+                 detector: str | None = None, model_rootpath: str | None = None):
+        from styleid_guidance.devices import resolve_device
+
         if profile not in PROFILES or profile == "auto":
             raise StyleIDError(f"profile must be one of {', '.join(PROFILES[1:])}, got {profile!r}")
         self.profile = profile
         self.tiny = profile == "tiny"
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)  # a device that is not there fails here, not on every click
         self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
-        self.detector = detector or ("mtcnn" if self.tiny else "retinaface")
+        self.model_rootpath = model_rootpath
         self.notes: list[str] = []  # things the page should say (fallbacks taken while running)
+        self.detector = detector or ("mtcnn" if self.tiny else "retinaface")
+        self.detector_note: str | None = None  # why the detector is not the one asked for
+        if self.detector == "retinaface" and not self.tiny:
+            why = retinaface_reason(model_rootpath)
+            if why:  # MTCNN ships its weights: say up front what will find the faces
+                self._use_mtcnn(why)
         self.call_overrides = dict(TINY_CALL_OVERRIDES) if self.tiny else {}
         self.guidance_kwargs = dict(TINY_GUIDANCE) if self.tiny else {}
         self.jojogan_iters = TINY_JOJOGAN_ITERS if self.tiny else REAL_JOJOGAN_ITERS
@@ -91,7 +100,8 @@ class Models:
         from styleid_guidance.identity import build_identity_loss
 
         if not self.tiny:
-            return build_identity_loss(name, model=self.weights.get(name), device=self.device).model
+            return build_identity_loss(name, model=self.weights.get(name), device=self.device,
+                                       model_rootpath=self.model_rootpath).model
         from styleid_guidance.arcface import build_arcface_backbone
         from styleid_guidance.encoder import StyleIDEncoder
 
@@ -108,7 +118,7 @@ class Models:
         from styleid_guidance.identity import build_identity_loss
 
         return build_identity_loss(name, reference, model=self.identity_module(name), device=self.device, crop=crop,
-                                   detector=self.detector,
+                                   detector=self.detector, model_rootpath=self.model_rootpath,
                                    precision=getattr(self, "precision", None))  # `styleid demo --precision`
 
     # -- faces ----------------------------------------------------------------------------------------
@@ -139,15 +149,19 @@ class Models:
         from styleid_guidance.faces import detect_faces
 
         try:
-            return detect_faces(image, detector=self.detector, device=self.device)
+            return detect_faces(image, detector=self.detector, model_rootpath=self.model_rootpath, device=self.device)
         except NoFaceError:
             return []
         except StyleIDError as err:
             if self.detector == "mtcnn":
                 raise
-            self.notes.append(f"Face detector {self.detector} is unavailable ({_first_line(err)}); using MTCNN instead.")
-            self.detector = "mtcnn"
+            self._use_mtcnn(_first_line(err))
             return detect_faces(image, detector=self.detector, device=self.device)
+
+    def _use_mtcnn(self, why: str) -> None:
+        self.notes.append(f"Face detector {self.detector} is unavailable ({why}); using MTCNN instead.")
+        self.detector_note = f"{self.detector} unavailable: {why}"
+        self.detector = "mtcnn"
 
     # -- stylizers ------------------------------------------------------------------------------------
 
@@ -210,12 +224,16 @@ class Models:
         for fw in FRAMEWORKS:
             rows.append(Availability(f"fw:{fw}", FRAMEWORK_LABELS[fw], self._failed.get(f"fw:{fw}") or self._framework_reason(fw)))
         rows.append(Availability("jojogan", "JoJoGAN", self._failed.get("jojogan") or self._jojogan_reason()))
+        rows.append(Availability("detector", "Face detector", None,
+                                 self.detector.upper() + (f"; {self.detector_note}" if self.detector_note else "")))
         return rows
 
     def _identity_reason(self, name: str) -> str | None:
-        if self.tiny or name == "arcface":
-            return None  # ArcFace: facexlib's folder or a GitHub download, found out on first use
+        if self.tiny:
+            return None
         source = self.weights.get(name)
+        if name == "arcface":  # facexlib's IR-SE50: a file, facexlib's folder, or a GitHub download
+            return arcface_reason(source, self.model_rootpath)
         if name == "clip" and not Path(str(source)).expanduser().exists():
             import open_clip
 

@@ -1,8 +1,9 @@
 """Identity similarity of images to a reference under StyleID, ArcFace and CLIP, with verdicts.
 
 Every image is scored on its largest detected face (a crop aligned to each model's template, as the
-released StyleID model card advises: "a rough crop around the face"); an image without a detectable
-face is scored on its centre crop and the page says so.
+released StyleID model card advises: "a rough crop around the face"). What happens without a face is
+the caller's choice: Verify, like `styleid verify --crop face`, gives no verdict for it; Stylize and
+JoJoGAN score a generated image without a detectable face on its centre crop and say so.
 """
 from __future__ import annotations
 
@@ -34,7 +35,10 @@ class Prepared:
     region: FaceRegion | None = None
 
 
-def prepare(models: Models, image: Image.Image, name: str) -> Prepared:
+def prepare(models: Models, image: Image.Image, name: str, detect: bool = True) -> Prepared:
+    """`detect=False`: no face search (the image is scored on the caller's fallback crop)."""
+    if not detect:
+        return Prepared(name, image, None)
     faces = models.detect_faces(image)
     region = FaceRegion.from_landmarks(faces[0].landmarks, image.size) if faces else None
     return Prepared(name, image, region)
@@ -55,10 +59,11 @@ def verdict(model: str, similarity: float | None) -> str:
 
 
 @torch.no_grad()
-def embed_prepared(models: Models, model: str, items: Sequence[Prepared]) -> torch.Tensor:
-    """[N, D] embeddings, batched over images of equal size and crop kind."""
+def embed_prepared(models: Models, model: str, items: Sequence[Prepared], fallback: str = "center") -> torch.Tensor:
+    """[N, D] embeddings, batched over images of equal size and crop kind; an item without a face
+    region is embedded with the `fallback` crop ("center" or "none": the whole image)."""
     face_loss = models.identity_loss(model, crop="face")
-    centre_loss = models.identity_loss(model, crop="center")
+    centre_loss = models.identity_loss(model, crop=fallback)
     out: list[torch.Tensor | None] = [None] * len(items)
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(items):
@@ -84,7 +89,7 @@ class Scores:
 
 
 def score(models: Models, reference: Prepared, items: Sequence[Prepared], model_names: Sequence[str], progress=None,
-          span: tuple[float, float] = (0.0, 1.0)) -> Scores:
+          span: tuple[float, float] = (0.0, 1.0), fallback: str = "center") -> Scores:
     """Similarities of `items` to `reference`; progress moves through `span` of the caller's bar."""
     from styleid_guidance.errors import StyleIDError
 
@@ -93,7 +98,7 @@ def score(models: Models, reference: Prepared, items: Sequence[Prepared], model_
         if progress is not None:
             progress(span[0] + (span[1] - span[0]) * k / len(model_names), desc=f"scoring with {IDENTITY_LABELS[model]}")
         try:
-            z = embed_prepared(models, model, [reference, *items])
+            z = embed_prepared(models, model, [reference, *items], fallback=fallback)
         except StyleIDError as err:
             result.unavailable[model] = str(err)
             continue

@@ -75,22 +75,32 @@ def _env_offline() -> bool:
     return any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "STYLEID_OFFLINE"))
 
 
-_hub_state: dict[str, Any] = {}
+_hub_state: dict[str, Any] = {}  # endpoint → (reachable, reason), asked once per process
 
 
 def hub_reachable(timeout: float = 1.5) -> tuple[bool, str]:
-    """(reachable, reason). Asked once per process, in a daemon thread: a stuck DNS lookup or proxy
-    must not hang the launch, so no answer within `timeout` counts as offline."""
+    """(reachable, reason) for the Hugging Face Hub (HF_ENDPOINT)."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    return url_reachable(f"{endpoint}/api/models/kwanY/styleid", endpoint, timeout)
+
+
+def github_reachable(timeout: float = 1.5) -> tuple[bool, str]:
+    """(reachable, reason) for GitHub release downloads (facexlib's ArcFace and RetinaFace weights)."""
+    return url_reachable("https://github.com/xinntao/facexlib/releases", "https://github.com", timeout)
+
+
+def url_reachable(url: str, label: str, timeout: float = 1.5) -> tuple[bool, str]:
+    """(reachable, reason). Asked once per process and label, in a daemon thread: a stuck DNS lookup or
+    proxy must not hang the launch, so no answer within `timeout` counts as offline."""
     if _env_offline():
         return False, "offline mode is on (HF_HUB_OFFLINE / STYLEID_OFFLINE)"
-    if "answer" in _hub_state:
-        return _hub_state["answer"]
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    if label in _hub_state:
+        return _hub_state[label]
     result: dict[str, Any] = {}
 
     def probe() -> None:
         try:
-            urllib.request.urlopen(urllib.request.Request(f"{endpoint}/api/models/kwanY/styleid", method="HEAD"), timeout=timeout)
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout)
             result["ok"] = True
         except urllib.error.HTTPError:
             result["ok"] = True  # the server answered (401/404 still means the network works)
@@ -100,11 +110,8 @@ def hub_reachable(timeout: float = 1.5) -> tuple[bool, str]:
     thread = threading.Thread(target=probe, daemon=True)
     thread.start()
     thread.join(timeout + 0.5)
-    if result.get("ok"):
-        answer = (True, "")
-    else:
-        answer = (False, f"{endpoint} cannot be reached ({result.get('err', 'no answer in time')})")
-    _hub_state["answer"] = answer
+    answer = (True, "") if result.get("ok") else (False, f"{label} cannot be reached ({result.get('err', 'no answer in time')})")
+    _hub_state[label] = answer
     return answer
 
 
@@ -138,6 +145,45 @@ def weights_reason(source: str | None, what: str) -> str | None:
         return None
     ok, why = hub_reachable()
     return None if ok else f"{what}: {text} is not in the local Hugging Face cache and {why}"
+
+
+ARCFACE_FILE = "recognition_arcface_ir_se50.pth"  # as styleid_guidance.arcface (which imports torch)
+RETINAFACE_FILE = "detection_Resnet50_Final.pth"
+
+
+def facexlib_folder(model_rootpath: str | None = None) -> Path:
+    """Where facexlib keeps (and downloads) its weights, found without importing it."""
+    if model_rootpath:
+        return Path(model_rootpath).expanduser()
+    import importlib.util
+
+    spec = importlib.util.find_spec("facexlib")
+    if spec is None or not spec.origin:
+        return Path("facexlib") / "weights"
+    return Path(spec.origin).parent / "weights"
+
+
+def arcface_reason(source: str | None, model_rootpath: str | None = None) -> str | None:
+    """None when the ArcFace IR-SE50 weights are on disk (--arcface-model, --model-rootpath or facexlib's
+    folder) or can be downloaded from GitHub now; else why not."""
+    if source:
+        path = Path(source).expanduser()
+        path = path / ARCFACE_FILE if path.is_dir() else path
+        return None if path.is_file() else f"ArcFace: {path} not found"
+    path = facexlib_folder(model_rootpath) / ARCFACE_FILE
+    if path.is_file():
+        return None
+    ok, why = github_reachable()
+    return None if ok else f"ArcFace: {ARCFACE_FILE} is not in {path.parent} and {why} (pass --arcface-model PATH)"
+
+
+def retinaface_reason(model_rootpath: str | None = None) -> str | None:
+    """None when RetinaFace's weights are on disk or downloadable now; else why not."""
+    path = facexlib_folder(model_rootpath) / RETINAFACE_FILE
+    if path.is_file():
+        return None
+    ok, why = github_reachable()
+    return None if ok else f"{RETINAFACE_FILE} is not in {path.parent} and {why}"
 
 
 def resolve_profile(requested: str, weights: dict[str, str] | None = None) -> tuple[str, str | None]:
