@@ -32,6 +32,8 @@ SUBCOMMANDS = (
     ("smoke-data", "styleid_guidance.tiny.smoke_data"),
     ("jojogan", "styleid_guidance.jojogan.cli"),
     ("demo", "styleid_guidance.demo.cli"),
+    ("study", "styleid_guidance.perception.study_cli"),
+    ("psychometric", "styleid_guidance.perception.psychometric_cli"),
 )
 
 

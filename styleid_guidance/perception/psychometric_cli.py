@@ -1,0 +1,54 @@
+"""`styleid psychometric TRIALS.csv --output DIR [--target 0.9]`: fit a psychometric function per
+(method, style) to 2AFC answers and pick the strength levels people still recognise.
+
+    styleid psychometric results/export/trials.csv --output calib
+    styleid generate SOURCES --out data --calibration calib/psychometric.json
+
+TRIALS.csv: `participant,method,style,level,correct[,rt_ms]`, one row per answer, level 1..7,
+correct 0/1 (what `styleid study DATA --output RESULTS --export` writes). Writes DIR/psychometric.json
+(threshold, its credible interval and the levels kept per cell), one PNG per cell and psychometric.png.
+Needs psignifit (GPL-3.0-or-later, an optional extra): pip install "styleid-guidance[psychometric]".
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..cli import args as common
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("psychometric", help="fit psychometric curves to 2AFC trials and select the levels to keep",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("trials", metavar="TRIALS.csv", help="participant,method,style,level,correct[,rt_ms] rows")
+    common.add_output(p, "results folder: psychometric.json and the plots (replaced as a whole)")
+    p.add_argument("--target", type=common.finite_float, default=0.9,
+                   help="recognition rate that defines the threshold; levels at or above it are kept (default: %(default)s)")
+    p.add_argument("--max-lapse", type=common.finite_float, default=0.05,
+                   help="upper bound of the free lapse rate (default: %(default)s)")
+    p.add_argument("--overdispersion", action="store_true",
+                   help="fit a beta-binomial overdispersion (participants differ); slower, wider intervals")
+    p.add_argument("--ci", type=common.finite_float, default=0.95, help="credible mass of threshold_ci (default: %(default)s)")
+    common.add_progress(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import StyleIDError
+    from .psychometric import check_output_dir, fit_trials, summary_lines
+    from .psychometric_fit import GUESS, FitOptions
+
+    if not GUESS < args.target < 1:
+        raise StyleIDError(f"--target must be between 0.5 (chance in 2AFC) and 1, got {args.target:g}")
+    if not 0 <= args.max_lapse < 0.5:
+        raise StyleIDError(f"--max-lapse must be from 0 to below 0.5, got {args.max_lapse:g}")
+    if not 0 < args.ci < 1:
+        raise StyleIDError(f"--ci must be between 0 and 1, got {args.ci:g}")
+    options = FitOptions(target=args.target, max_lapse=args.max_lapse, overdispersion=args.overdispersion, ci=args.ci)
+    with common.for_option("--output", args.output):  # before reading or fitting anything
+        check_output_dir(args.output)
+    result, cells = fit_trials(args.trials, args.output, options, progress=not args.no_progress)
+    for line in summary_lines(cells):
+        print(line)
+    print(f"wrote {result} and {len(cells) + 1} plots")
+    return 0
