@@ -8,6 +8,8 @@ Layouts (picked automatically: a `p3/` folder means StyleBench-S):
   (`{method}/{style}/level3/{id}_{idx}.png`), or the `{idx}` itself when the root holds a
   `stylebench.json` with `{"idx_is_level": true}` (what `train.smoke_data` writes). Otherwise the
   level is unknown (None) — the published dataset keeps only ~2 levels per cell and does not say.
+  A root made by `styleid generate` holds `manifest.jsonl` (one record per image): then each image's
+  level is the manifest's, and the path rules above are only the fallback for images it does not list.
 * Identity folders — `{identity}/**/*.png`: one folder per person, any images inside.
 
 Unreadable images are skipped with a count in the log; identities left with fewer than 2 images are
@@ -35,6 +37,7 @@ from PIL import Image
 
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.images import IMAGE_SUFFIXES, load_image
+from styleid_guidance.perception.manifest import manifest_levels
 from styleid_guidance.preprocess import OPENAI_MEAN, OPENAI_STD, clip_preprocess, normalize
 
 logger = logging.getLogger("styleid.train")
@@ -73,6 +76,8 @@ def scan_stylebench(root: Path) -> list[Sample]:
             idx_is_level = bool(json.loads(manifest.read_text()).get("idx_is_level", False))
         except (json.JSONDecodeError, AttributeError):
             raise StyleIDError(f"{manifest}: not valid JSON; fix or delete it") from None
+    listed = manifest_levels(root)  # relative path → level, from `styleid generate`'s manifest.jsonl
+    unlisted = 0
     samples = [Sample(p, p.stem) for p in sorted((root / SOURCE_FOLDER).iterdir()) if _is_image(p)]
     for method_dir in sorted(d for d in root.iterdir() if d.is_dir() and d.name != SOURCE_FOLDER and not d.name.startswith(".")):
         for style_dir in sorted(d for d in method_dir.iterdir() if d.is_dir()):
@@ -80,6 +85,11 @@ def scan_stylebench(root: Path) -> list[Sample]:
                 identity, sep, idx = path.stem.rpartition("_")
                 if not sep:
                     identity, idx = path.stem, ""
+                rel = path.relative_to(root).as_posix()
+                if listed is not None and rel in listed:
+                    samples.append(Sample(path, identity, method_dir.name, style_dir.name, listed[rel]))
+                    continue
+                unlisted += listed is not None
                 level = None
                 for part in path.relative_to(style_dir).parts[:-1]:
                     if match := _LEVEL_DIR.match(part):
@@ -87,6 +97,9 @@ def scan_stylebench(root: Path) -> list[Sample]:
                 if level is None and idx_is_level and idx.isdigit():
                     level = int(idx)
                 samples.append(Sample(path, identity, method_dir.name, style_dir.name, level))
+    if unlisted:
+        logger.warning("%d stylised image(s) under %s are not in its manifest.jsonl (a generate run still going, or "
+                       "files added by hand); their levels come from their paths", unlisted, root)
     return samples
 
 

@@ -30,6 +30,7 @@ SUBCOMMANDS = (
     ("train", "styleid_guidance.train.cli"),
     ("distill", "styleid_guidance.train.distill_cli"),
     ("smoke-data", "styleid_guidance.tiny.smoke_data"),
+    ("generate", "styleid_guidance.perception.generate_cli"),
     ("jojogan", "styleid_guidance.jojogan.cli"),
     ("demo", "styleid_guidance.demo.cli"),
     ("study", "styleid_guidance.perception.study_cli"),
