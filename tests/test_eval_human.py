@@ -120,19 +120,29 @@ def test_bad_human_values_are_one_line_errors_naming_the_row(tmp_path, data, col
 
 
 def test_table1_preset(tmp_path, data):
+    from styleid_guidance.insightface_app import FaceApp
+    from styleid_guidance.tiny.insightface_pack import tiny_pack
+
     out = tmp_path / "t1"
-    kwargs = dict(baselines=["clip=test-tiny", "arcface=random", f"adaface={data['adaface']}"], table1=True,
-                  detector="mtcnn", progress=False)
+    pack = tiny_pack()
+    kwargs = dict(baselines=["clip=test-tiny", "arcface=random", f"adaface={data['adaface']}", f"antelopev2={pack}"],
+                  table1=True, detector="mtcnn", progress=False)
     res = evaluate("test-tiny", data["small"], out, **kwargs)
     # siglip2's weights cannot be had offline: listed, not fatal
-    assert list(res.metrics) == ["clip", "arcface", "adaface", "styleid"]
+    assert list(res.metrics) == ["clip", "arcface", "adaface", "antelopev2", "styleid"]
     assert set(res.skipped) == {"siglip2"} and "siglip2 weights" in res.skipped["siglip2"]
     table = (out / "table.md").read_text()
     assert "| Model | Cross-ID | Cross-Style | Cross-Method |" in table
     assert "- siglip2: " in table and "Skipped" in table
     assert "arcface: aligned 112-px face" in table and "styleid: whole portrait (resize + centre crop)" in table
     n_images = len({p.source for p in read_pairs(data["small"])} | {p.stylized for p in read_pairs(data["small"])})
-    for name in ("arcface", "adaface"):
+    # antelopev2 as InstantID uses it: insightface's largest face and raw embedding (normalised for the cosine)
+    app = FaceApp(pack, device="cpu")
+    first = read_pairs(data["small"])[0]
+    z = [torch.nn.functional.normalize(torch.from_numpy(app.largest_face(f).embedding), dim=0) for f in (first.source, first.stylized)]
+    with open(out / "scores.csv", newline="") as f:
+        assert float(next(csv.DictReader(f))["antelopev2"]) == pytest.approx(float(z[0] @ z[1]), abs=1e-5)
+    for name in ("arcface", "adaface", "antelopev2"):
         assert res.metrics[name]["no_face_images"] == res.no_face[name] <= n_images
         if res.no_face[name]:
             assert f"{name}: no face found in {res.no_face[name]} of {n_images} images" in table
@@ -141,7 +151,7 @@ def test_table1_preset(tmp_path, data):
     assert res.metrics["styleid"]["overall"] == plain.metrics["styleid"]["overall"]
     # the cache serves a second run, fallback counts included
     again = evaluate("test-tiny", data["small"], out, **kwargs)
-    assert again.computed == {"clip": 0, "arcface": 0, "adaface": 0, "styleid": 0}
+    assert again.computed == {"clip": 0, "arcface": 0, "adaface": 0, "antelopev2": 0, "styleid": 0}
     assert again.no_face == res.no_face and again.metrics == res.metrics
 
 

@@ -115,17 +115,19 @@ def test_offline_baselines_fail_fast_with_one_line(tmp_path, data, capsys, monke
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr("styleid_guidance.adaface.ADAFACE_HOME", tmp_path / "no-adaface")
+    monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path / "no-insightface"))
+    import styleid_guidance.insightface_app  # noqa: F401  (imported up front, as open_clip)
     if online_check:  # no offline flag: the Hub's host is probed (the test harness refuses connections)
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         monkeypatch.delenv("STYLEID_OFFLINE", raising=False)
-    for baseline, message in (("clip", "clip weights ViT-L-14/openai are not in the Hugging Face cache"),
-                              ("siglip2", "siglip2 weights"),
-                              ("adaface", "AdaFace weights not found")):
+    for baseline, message, hint in (("clip", "clip weights ViT-L-14/openai are not in the Hugging Face cache", "hf download"),
+                                    ("siglip2", "siglip2 weights", "hf download timm/ViT-L-16-SigLIP2-256"),
+                                    ("adaface", "AdaFace weights not found", "--baseline adaface=PATH"),
+                                    ("antelopev2", "insightface pack 'antelopev2' not found", "--baseline antelopev2=FOLDER")):
         start = time.perf_counter()
         code = run(["eval", "--model", "none", "--pairs", str(data["full"]), "-o", str(tmp_path / baseline),
                     "--baseline", baseline, "--no-progress", "--device", "cpu"])
         elapsed = time.perf_counter() - start
         line = _one_line(capsys)
-        assert code == 2 and message in line and elapsed < 1.0, (line, elapsed)
+        assert code == 2 and message in line and hint in line and elapsed < 1.0, (line, elapsed)
         assert not (tmp_path / baseline).exists() or not any(p.suffix == ".json" for p in (tmp_path / baseline).iterdir())
-    assert "--baseline adaface=PATH" in line

@@ -16,11 +16,12 @@ columns they need are there), and embedding_cache/ (so adding a baseline later e
 
 Baselines: `clip` (open_clip ViT-L-14/openai, no LoRA), `siglip2` (ViT-L-16-SigLIP2-256/webli),
 `arcface` (facexlib IR-SE50), `adaface` (AdaFace IR-101 .ckpt, from ~/.cache/styleid/adaface or
-adaface=PATH); `NAME=MODEL` overrides the weights (`clip=test-tiny` and `arcface=random` are offline
-test models).
+adaface=PATH), `antelopev2` (insightface's glintr100 with its own detector and norm_crop, as InstantID;
+pack from ~/.insightface/models/antelopev2, its Hugging Face copy, or antelopev2=FOLDER); `NAME=MODEL`
+overrides the weights (`clip=test-tiny` and `arcface=random` are offline test models).
 
 --table1 evaluates --model and every baseline with the paper's crops (whole portrait with CLIP's
-resize + centre crop for StyleID/CLIP/SigLIP2, aligned 112-px faces for ArcFace/AdaFace) and lists
+resize + centre crop for StyleID/CLIP/SigLIP2, aligned 112-px faces for ArcFace/AdaFace/AntelopeV2) and lists
 baselines whose weights are missing as skipped.
 """
 from __future__ import annotations
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.table1 and args.crop != DEFAULT_CROP:
         raise StyleIDError("--table1 sets each model's crop itself (centre crop for CLIP-family models, aligned faces for "
-                           "ArcFace/AdaFace); leave out --crop")
+                           "ArcFace/AdaFace/AntelopeV2); leave out --crop")
     with common.for_option("--pairs", args.pairs):
         read_pairs(args.pairs)  # a bad CSV is named as --pairs, before any model loads
     cache_dir = None if args.no_cache else (args.cache_dir or "default")

@@ -2,8 +2,13 @@
 
 `NAME=MODEL` overrides a baseline's weights: an open_clip `name[/pretrained]` for clip/siglip2
 (`clip=test-tiny` is the offline random test model), a weights file/folder for arcface
-(`arcface=random` is a random IR-SE50, for tests) and adaface (an AdaFace IR `.ckpt` or its folder;
-default: ADAFACE_HOME, see styleid_guidance.adaface).
+(`arcface=random` is a random IR-SE50, for tests), adaface (an AdaFace IR `.ckpt` or its folder;
+default: ADAFACE_HOME, see styleid_guidance.adaface) and antelopev2 (an insightface pack folder; default:
+the antelopev2 pack under ~/.insightface/models, or its Hugging Face copy).
+
+antelopev2 is used as InstantID uses it (styleid_guidance.insightface_app.FaceApp): the pack's own SCRFD
+detector at 640 px, the largest face, insightface's `norm_crop` to 112 px and glintr100's embedding,
+L2-normalised here for the cosine (`--detector` does not apply to it).
 
 Face models (arcface, adaface) with crop="face" align the largest face to ArcFace's 112-px 5-point
 template. With `no_face="center"` an image without a detectable face is embedded from the centred
@@ -22,10 +27,11 @@ import torch
 from ..errors import NoFaceError, StyleIDError
 from ..faces import FaceRegion
 from ..images import load_image, to_tensor
-from .weights import WeightsUnavailable, hub_model, open_clip_weights, reachable
+from .weights import WeightsUnavailable, hub_endpoint, hub_model, hub_offline, offline_env, open_clip_weights, reachable
 
-BASELINES = {"clip": "ViT-L-14/openai", "siglip2": "ViT-L-16-SigLIP2-256/webli", "arcface": "default", "adaface": "default"}
-FACE_MODELS = ("arcface", "adaface")
+BASELINES = {"clip": "ViT-L-14/openai", "siglip2": "ViT-L-16-SigLIP2-256/webli", "arcface": "default",
+             "adaface": "default", "antelopev2": "antelopev2"}
+FACE_MODELS = ("arcface", "adaface", "antelopev2")
 NO_FACE = ("error", "center")
 
 
@@ -132,6 +138,62 @@ def _adaface_embedder(spec: ModelSpec, crop: str, device: torch.device, detector
     return embedder
 
 
+def _square_bgr(pil: Any, crop: str, size: int = 112) -> np.ndarray:
+    """A size² BGR uint8 crop without landmarks: the centred square ("center", and the no-face fallback)
+    or the whole image squashed ("none")."""
+    import cv2
+
+    rgb = np.asarray(pil)
+    if crop != "none":
+        h, w = rgb.shape[:2]
+        side = min(h, w)
+        rgb = rgb[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+    return np.ascontiguousarray(cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)[:, :, ::-1])
+
+
+def _antelope_embedder(spec: ModelSpec, crop: str, device: torch.device) -> Embedder:
+    from ..insightface_app import PACKS, FaceApp, default_root, largest, pack_dir, to_bgr
+
+    try:
+        with hub_offline():  # on disk or in the Hub cache: no network needed
+            folder = pack_dir(spec.source)
+    except StyleIDError:
+        if spec.source not in PACKS or Path(spec.source).exists():
+            raise
+        ok, why = (False, "downloads are off") if offline_env() else reachable(hub_endpoint())
+        if not ok:  # fail at once, saying where the files go, instead of a minute of Hub retries
+            where = default_root() / "models" / spec.source
+            raise WeightsUnavailable(f"insightface pack {spec.source!r} not found in {where} and cannot be downloaded now "
+                                     f"({why}); put {' and '.join(PACKS[spec.source][:2])} there, or pass the pack folder",
+                                     cli=f"insightface pack {spec.source!r} not found in {where} and cannot be downloaded now "
+                                         f"({why}); put {' and '.join(PACKS[spec.source][:2])} there, or pass "
+                                         f"--baseline antelopev2=FOLDER") from None
+        folder = pack_dir(spec.source)
+    app = FaceApp(folder, device=str(device))
+    if app.recognition is None:
+        raise StyleIDError(f"{app.model_dir}: the pack has no recognition model; put glintr100.onnx there")
+
+    def embed(files: Sequence[Path]) -> torch.Tensor:
+        out = []
+        for f in files:
+            pil = load_image(f)
+            if crop == "face":
+                faces = app.get(to_bgr(pil))
+                if faces:
+                    out.append(np.asarray(largest(faces).embedding, np.float32))  # upstream's largest-box rule
+                    continue
+                if spec.no_face != "center":
+                    raise NoFaceError(f"{f}: no face found; use crop='center' (or a clearer, larger face)",
+                                      cli=f"{f}: no face found; use --crop center (or a clearer, larger face)")
+                embedder.fallbacks.add(f)
+            out.append(app.embed_crops(_square_bgr(pil, "center" if crop == "face" else crop)[None])[0])
+        z = torch.from_numpy(np.stack(out))
+        return torch.nn.functional.normalize(z, dim=-1)  # insightface's embedding is raw; cosine needs unit norm
+
+    embedder = Embedder(embed)
+    return embedder
+
+
 def _arcface_embedder(spec: ModelSpec, crop: str, device: torch.device, detector: str, model_rootpath: str | None) -> Embedder:
     from ..arcface import ARCFACE_FILE, ARCFACE_URL, build_arcface_backbone
     from ..identity import build_identity_loss
@@ -202,6 +264,8 @@ def build_embedder(spec: ModelSpec, crop: str, device: torch.device, batch_size:
             return _adaface_embedder(spec, crop, device, detector, model_rootpath)
         if spec.kind == "arcface":
             return _arcface_embedder(spec, crop, device, detector, model_rootpath)
+        if spec.kind == "antelopev2":
+            return _antelope_embedder(spec, crop, device)
         return _encoder_embedder(spec, crop, device, batch_size, detector, model_rootpath)
     except ModelUnavailable:
         raise

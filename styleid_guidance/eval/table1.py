@@ -3,8 +3,9 @@
 Crops follow the protocol the paper implies for StyleBench-H's whole-portrait images:
 - CLIP-family models (StyleID, CLIP, SigLIP2) see the whole portrait through CLIP's own
   preprocessing: shortest-side resize + centre crop (crop="center");
-- face-recognition models (ArcFace, AdaFace) see what they were trained on: the largest face aligned
-  to ArcFace's 112-px 5-point template (crop="face"); an image with no detectable face (heavy styles)
+- face-recognition models (ArcFace, AdaFace, AntelopeV2) see what they were trained on: the largest
+  face aligned to ArcFace's 112-px 5-point template (crop="face"; AntelopeV2 with insightface's own
+  detector and norm_crop, as InstantID); an image with no detectable face (heavy styles)
   is embedded from its centred square, and table.md says how many images that was.
 A baseline whose weights are missing (or cannot be downloaded now) is listed as skipped with the
 reason; the StyleID model itself must load.
@@ -16,7 +17,7 @@ from typing import Any, Sequence
 from .models import BASELINES, FACE_MODELS, ModelSpec, parse_baseline
 from .report import PAPER_SPLITS, human_table, markdown_table
 
-ORDER = ("clip", "siglip2", "arcface", "adaface")  # the paper's rows; StyleID last
+ORDER = ("clip", "siglip2", "arcface", "adaface", "antelopev2")  # the paper's rows; StyleID last
 PORTRAIT_CROP = "center"
 FACE_CROP = "face"
 

@@ -24,7 +24,7 @@ class WeightsUnavailable(StyleIDError):
     """A model's weights are neither on disk nor downloadable now."""
 
 
-def _offline_env() -> bool:
+def offline_env() -> bool:
     return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "STYLEID_OFFLINE"))
 
 
@@ -81,7 +81,7 @@ def open_clip_weights(model: str, pretrained: str | None, what: str) -> contextl
     candidates = [filename, safe.get(filename, filename.rsplit(".", 1)[0] + ".safetensors")]
     if _hub_file_cached(repo, candidates):
         return hub_offline()
-    why = "downloads are off (HF_HUB_OFFLINE)" if _offline_env() else None
+    why = "downloads are off (HF_HUB_OFFLINE)" if offline_env() else None
     if why is None:
         ok, why = reachable(hub_endpoint())
         if ok:
@@ -91,9 +91,16 @@ def open_clip_weights(model: str, pretrained: str | None, what: str) -> contextl
                              f"~/.cache/huggingface here")
 
 
-def hub_model(id_or_dir: str) -> contextlib.AbstractContextManager:
-    """A context to resolve a Hub id in: offline (cache only, fast) when the Hub does not answer."""
-    if Path(id_or_dir).expanduser().exists() or _offline_env() or "/" not in str(id_or_dir):
+def offline_unless_reachable() -> contextlib.AbstractContextManager:
+    """huggingface_hub offline (cache only, fast) for the block when the Hub does not answer."""
+    if offline_env():
         return contextlib.nullcontext()
     ok, _ = reachable(hub_endpoint())
     return contextlib.nullcontext() if ok else hub_offline()
+
+
+def hub_model(id_or_dir: str) -> contextlib.AbstractContextManager:
+    """A context to resolve a Hub id (or a local folder) in; see offline_unless_reachable."""
+    if Path(id_or_dir).expanduser().exists() or "/" not in str(id_or_dir):
+        return contextlib.nullcontext()
+    return offline_unless_reachable()
