@@ -32,6 +32,7 @@ def make_study_data(root: Path, pairs: bool = True) -> Path:
     lines, rows = [], []
     for identity in IDS:
         Image.new("RGB", (64, 64), colours[identity]).save(root / "p3" / f"{identity}.png")
+        lines.append(json.dumps({"path": f"p3/{identity}.png", "kind": "source", "id": identity}))  # as generate writes
     for i, (method, style, level) in enumerate(CELLS):
         folder = root / method / style
         folder.mkdir(parents=True, exist_ok=True)
@@ -44,8 +45,8 @@ def make_study_data(root: Path, pairs: bool = True) -> Path:
                 name = f"{identity}_{i * 2 + idx}.png"
                 Image.fromarray(pixels).save(folder / name, pnginfo=info)
                 rel = f"{method}/{style}/{name}"
-                lines.append(json.dumps({"path": rel, "id": identity, "method": method, "style": style, "level": level,
-                                         "seed": 7}))
+                lines.append(json.dumps({"path": rel, "kind": "stylized", "id": identity, "method": method, "style": style,
+                                         "level": level, "seed": 7, "source": f"p3/{identity}.png"}))
                 other = IDS[(IDS.index(identity) + 1) % len(IDS)]
                 rows.append([f"p3/{identity}.png", rel, 1, "test", method, style, level])
                 rows.append([f"p3/{other}.png", rel, 0, "test", method, style, level])
@@ -138,6 +139,7 @@ def test_answers_are_durable_deduplicated_and_resume(data, tmp_path):
     (lambda d: (d / "manifest.jsonl").write_text(
         '{"path": "../../etc/passwd", "id": "ada", "method": "m", "style": "s", "level": 1}\n'), "is not a file inside"),
     (lambda d: (d / "p3" / "ben.png").unlink(), "source photo p3/ben.png is missing"),
+    (lambda d: (d / "manifest.jsonl").write_text('{"path": "p3/ada.png", "kind": "source", "id": "ada"}\n'), "no stylized images listed"),
     (lambda d: (d / "pairs.csv").write_text("source,stylized,label\np3/ada.png,nope.png,1\n"), "pairs.csv:2: stylized image 'nope.png' not found"),
 ])
 def test_bad_data_is_one_line_error(data, damage, message):
@@ -226,3 +228,19 @@ def test_stimulus_drops_metadata_and_paths_never_reach_the_page(data, tmp_path):
     config = json.dumps(app.get_config_file(), default=str)
     assert str(data) not in config and "p3/" not in config and "pixar/" not in config and "responses.csv" not in config
     study.store.close()
+
+
+def test_export_without_pairs_csv_lists_the_pairs_shown(tmp_path):
+    from styleid_guidance.perception.study_export import export
+
+    data = make_study_data(tmp_path / "data", pairs=False)
+    study = _study(data, tmp_path / "results", tasks=("verify",), trials=6, repeats=1)
+    times = iter(np.arange(0, 1000, 2.0))
+    study.clock = lambda: float(next(times))
+    _answer_all(study, "p1", lambda t: t.answer)
+    study.store.close()
+    report = export(data, tmp_path / "results")
+    assert report["files"] == {"pairs": "pairs_human.csv"}  # no 2AFC answers: no trials.csv
+    with open(tmp_path / "results" / "export" / "pairs_human.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and all(r["human"] == ("1.0" if r["label"] == "1" else "0.0") and r["human_n"] == "1" for r in rows)

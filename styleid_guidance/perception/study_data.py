@@ -3,7 +3,9 @@
     DATA/p3/{id}.png                    source photos
     DATA/{method}/{style}/{id}_{idx}.png stylized images
     DATA/manifest.jsonl                 one JSON object per stylized image: path (relative to DATA), id,
-                                        method, style, level (1..7), and more
+                                        method, style, level (1..7), optionally source (its photo; default
+                                        p3/{id}.png), and more; records with "kind": "source" (the photos)
+                                        are skipped; a later line for the same path wins
     DATA/pairs.csv (optional)           source,stylized,label,split,method,style,strength (paths relative
                                         to the CSV): the same/different pairs of the verification task
 
@@ -35,6 +37,7 @@ class Stylized:
     method: str
     style: str
     level: int
+    source: str  # the identity's photo, relative to DATA
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,10 @@ class Dataset:
     fingerprint: str                   # sha256 of manifest (+ pairs): a results folder belongs to one data set
     cells: dict[tuple[str, str, int], dict[str, list[Stylized]]] = field(default_factory=dict)
 
+    sources: dict[str, str] = field(default_factory=dict)  # identity → photo, relative to DATA
+
     def source_of(self, identity: str) -> str:
-        return f"{SOURCES}/{identity}.png"
+        return self.sources.get(identity, f"{SOURCES}/{identity}.png")
 
     def two_afc_cells(self) -> list[tuple[str, str, int]]:
         """(method, style, level) cells with at least two identities: a 2AFC trial needs a foil."""
@@ -85,7 +90,7 @@ def read_manifest(root: Path) -> list[Stylized]:
     path = root / MANIFEST
     if not path.is_file():
         raise StyleIDError(f"{root}: no {MANIFEST}; give the folder `styleid generate` wrote")
-    records, seen = [], set()
+    records: dict[str, Stylized] = {}
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError:
@@ -99,6 +104,8 @@ def read_manifest(root: Path) -> list[Stylized]:
             raise StyleIDError(f"{path}:{number}: not a JSON object ({err.msg})") from None
         if not isinstance(obj, dict):
             raise StyleIDError(f"{path}:{number}: not a JSON object")
+        if obj.get("kind") == "source":
+            continue  # the photos are found through their stylizations
         missing = [k for k in ("path", "id", "method", "style", "level") if obj.get(k) in (None, "")]
         if missing:
             raise StyleIDError(f"{path}:{number}: missing {', '.join(missing)}")
@@ -109,15 +116,14 @@ def read_manifest(root: Path) -> list[Stylized]:
         if _inside(root, rel) is None:
             raise StyleIDError(f"{path}:{number}: image {rel!r} is not a file inside {root}")
         identity = str(obj["id"])
-        if _inside(root, f"{SOURCES}/{identity}.png") is None:
-            raise StyleIDError(f"{path}:{number}: source photo {SOURCES}/{identity}.png is missing")
-        if rel in seen:
-            raise StyleIDError(f"{path}:{number}: image {rel!r} is listed twice")
-        seen.add(rel)
-        records.append(Stylized(Path(rel).as_posix(), identity, str(obj["method"]), str(obj["style"]), level))
+        source = str(obj.get("source") or f"{SOURCES}/{identity}.png")
+        if _inside(root, source) is None:
+            raise StyleIDError(f"{path}:{number}: source photo {source} is missing")
+        rel = Path(rel).as_posix()
+        records[rel] = Stylized(rel, identity, str(obj["method"]), str(obj["style"]), level, Path(source).as_posix())
     if not records:
-        raise StyleIDError(f"{path}: no images listed")
-    return records
+        raise StyleIDError(f"{path}: no stylized images listed")
+    return list(records.values())
 
 
 def read_study_pairs(root: Path) -> list[Pair] | None:
@@ -162,4 +168,5 @@ def load_dataset(root: str | os.PathLike) -> Dataset:
     for s in stylized:
         cells[(s.method, s.style, s.level)][s.id].append(s)
     frozen = {c: {i: sorted(v, key=lambda s: s.path) for i, v in sorted(ids.items())} for c, ids in sorted(cells.items())}
-    return Dataset(root.resolve(), stylized, pairs, digest.hexdigest(), frozen)
+    sources = {s.id: s.source for s in stylized}
+    return Dataset(root.resolve(), stylized, pairs, digest.hexdigest(), frozen, sources)
