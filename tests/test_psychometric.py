@@ -3,6 +3,7 @@ coverage), censored cells, the output set, and one-line errors for every class o
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -15,7 +16,8 @@ from styleid_guidance.perception.psychometric_fit import INSTALL_HINT, FitOption
 from styleid_guidance.perception.psychometric_simulate import Observer, simulate_trials, write_trials_csv
 from styleid_guidance.perception.psychometric_trials import CellCounts, Trial, cell_counts, read_trials
 
-pytest.importorskip("psignifit")
+if not os.environ.get("CI"):  # CI installs the dev extra, which has psignifit: there a missing one must fail
+    pytest.importorskip("psignifit")
 
 OBSERVERS = (
     Observer("ip_adapter", "pixar", threshold=2.6, spread=0.5),
@@ -115,8 +117,8 @@ def test_cli_writes_the_json_and_plots_as_one_set(tmp_path, capsys):
     write_trials_csv(rows[: len(rows) // 2], trials)
     (out / "stale.png").write_bytes(b"old")
     assert run(["psychometric", str(trials), "--output", str(out), "--no-progress"]) == 0
-    assert not (out / "stale.png").exists() and sorted(p.name for p in out.iterdir()) == sorted(
-        ["psychometric.json", "psychometric.png", "ip_adapter__pixar.png", "ip_adapter__line.png"][: len(list(out.iterdir()))])
+    assert {p.name for p in out.iterdir()} == {"psychometric.json", "psychometric.png", "ip_adapter__pixar.png",
+                                               "ip_adapter__line.png"}  # the anime cell and stale.png are gone
 
 
 GOOD_ROW = "p1,ip_adapter,pixar,3,1,1200"
