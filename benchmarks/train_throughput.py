@@ -8,6 +8,11 @@ L_ang + L_scon + L_reg, backward, AdamW) on random pixels with random backbone w
 speed does not depend on the weights). Each configuration runs in its own subprocess so its peak
 memory is its own: CUDA `max_memory_allocated`, or on CPU the growth of peak RSS over the
 post-build RSS. Results are printed side by side with ratios to the fp32 / no-checkpointing row.
+
+Mixed precision ("amp") is accelerate's: bf16 on a CPU and on CUDA GPUs that have it, fp16 on older GPUs. Whether
+bf16 is native is detected (AMX / AVX512-BF16 on x86, the BF16 extension on arm64, compute capability ≥ 8 on
+CUDA) and printed with the results: where it is not, torch emulates bf16 and the amp rows are slower than fp32
+(measured, not assumed).
 """
 from __future__ import annotations
 
@@ -119,8 +124,16 @@ def main() -> int:
     if unknown:
         p.error(f"--configs: unknown {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
     batch = args.ids_per_batch * args.images_per_id
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from styleid_guidance.devices import bf16_native, cpu_capabilities
+
+    caps = cpu_capabilities()
+    flags = ",".join(f for f in ("avx2", "avx512_f", "avx512_bf16", "amx_bf16") if caps.get(f)) or "none"
+    native = bf16_native(args.device)
     print(f"StyleID LoRA training step: {args.backbone} (random weights), batch {batch} = {args.ids_per_batch} ids × "
           f"{args.images_per_id}, LoRA rank {args.lora_rank}, device {args.device}, {args.steps} timed steps", flush=True)
+    print(f"bf16 on this {args.device}: {'native' if native else 'EMULATED (no native bf16 matrix instructions)'}"
+          + ("" if args.device == "cuda" else f"; CPU {caps.get('cpu_name', '?')}, flags {flags}"), flush=True)
     mem = "peak GPU MB" if args.device == "cuda" else "peak RSS growth MB"
     print(f"{'config':10s} {'precision':>9s} {'images/s':>10s} {'s/step':>8s} {mem:>19s} {'speed×':>7s} {'memory×':>8s}", flush=True)
     ref = None
@@ -134,10 +147,13 @@ def main() -> int:
         r = json.loads(run.stdout.strip().splitlines()[-1])
         ref = ref or r  # ratios are relative to the first configuration that ran (fp32 by default)
         mem_ratio = r["peak_mb"] / ref["peak_mb"] if ref["peak_mb"] > 0 else float("nan")
-        print(f"{r['config']:10s} {r['precision']:>9s} {r['images_per_s']:10.2f} {r['step_s']:8.3f} {r['peak_mb']:19.0f} "
+        label = r["precision"] + ("" if r["precision"] == "no" or native or r["precision"] == "fp16" and args.device == "cuda" else "*")
+        print(f"{r['config']:10s} {label:>9s} {r['images_per_s']:10.2f} {r['step_s']:8.3f} {r['peak_mb']:19.0f} "
               f"{r['images_per_s'] / ref['images_per_s']:7.2f} {mem_ratio:8.2f}", flush=True)
     if ref is None:
         return 1
+    if not native:
+        print("* emulated on this device: slower than fp32 here; on CPUs with AMX / AVX512-BF16 it is the fast path", flush=True)
     return 0
 
 

@@ -139,3 +139,57 @@ def test_mistakes_are_one_line_errors(extra, message, smoke, teacher_dir, tmp_pa
 def test_missing_data_is_an_error():
     with pytest.raises(StyleIDError, match="--data is required"):
         DistillConfig()
+
+
+# ---------------------------------------------------------------------- the shrunk teacher (`--student teacher`)
+def _deep_teacher(layers: int = 4, patch: int = 8) -> StyleIDEncoder:
+    """A 64-px CLIP ViT teacher with `layers` blocks and `patch`-px patches (test-tiny has one block)."""
+    import dataclasses
+
+    from styleid_guidance.backbones import vit_from_kwargs, vit_kwargs_from_open_clip
+
+    base = StyleIDEncoder.from_open_clip("test-tiny", pretrained=None, lora_rank=0)
+    vit = dict(vit_kwargs_from_open_clip(base.backbone, base.config), layers=layers, patch_size=patch)
+    torch.manual_seed(3)
+    config = dataclasses.replace(base.config, backbone={"vit": vit})
+    return StyleIDEncoder(vit_from_kwargs(vit), config).eval().requires_grad_(False)
+
+
+def test_shrunk_teacher_at_full_size_is_the_teacher_and_smaller_ones_reload(tmp_path):
+    from styleid_guidance.train.distill_student import shrink_teacher
+
+    teacher = _deep_teacher()
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    same = shrink_teacher(teacher, layers=4, patch=8)
+    assert torch.allclose(same.embed(x, crop="center"), teacher.embed(x, crop="center"), atol=1e-5)
+    small = shrink_teacher(teacher)  # defaults: half the blocks, 16-px patches
+    vit = small.config.backbone["vit"]
+    assert (vit["layers"], vit["patch_size"], small.embedding_dim) == (2, 16, teacher.embedding_dim)
+    assert small.backbone.positional_embedding.shape[0] == 1 + (64 // 16) ** 2
+    assert all(p.requires_grad for p in small.parameters())
+    loaded = StyleIDEncoder.from_pretrained(small.requires_grad_(False).save_pretrained(tmp_path / "s"))
+    assert torch.allclose(loaded.embed(x, crop="center"), small.embed(x, crop="center"), atol=1e-6)
+    assert not torch.allclose(small.embed(x, crop="center"), teacher.embed(x, crop="center"), atol=1e-3)
+
+
+@pytest.mark.parametrize("layers, patch, message", [(5, 16, "layers must be from 1"), (2, 12, "patch must be a multiple"),
+                                                    (2, 24, "patch must be a multiple")])
+def test_shrunk_teacher_impossible_shapes_are_errors(layers, patch, message):
+    from styleid_guidance.train.distill_student import shrink_teacher
+
+    with pytest.raises(StyleIDError, match=message):
+        shrink_teacher(_deep_teacher(), layers=layers, patch=patch)
+
+
+def test_distill_into_the_shrunk_teacher_runs_and_reloads(smoke, tmp_path):
+    teacher_dir = _deep_teacher().save_pretrained(tmp_path / "deep")
+    args = _args(smoke, teacher_dir, tmp_path / "run", 2)
+    args[args.index("--student") + 1] = "teacher"
+    assert run(args + ["--student-layers", "3"]) == 0
+    student = StyleIDEncoder.from_pretrained(tmp_path / "run" / "final")
+    assert (student.config.backbone["vit"]["layers"], student.config.backbone["vit"]["patch_size"]) == (3, 16)
+
+
+def test_student_shape_flags_need_the_teacher_student(smoke, teacher_dir, tmp_path, capsys):
+    assert run(_args(smoke, teacher_dir, tmp_path / "o", 2) + ["--student-layers", "2"]) == 2
+    assert "--student teacher" in capsys.readouterr().err

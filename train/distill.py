@@ -27,8 +27,8 @@ from styleid_guidance.fileio import atomic_dir, atomic_write
 
 from . import checkpoint as ckpt
 from .distill_config import INCOMPATIBLE, DistillConfig
-from .distill_student import TARGETS_FILE, DistillDataset, StepBatches, build_student, distill_files, distill_loss, \
-    files_digest, teacher_targets
+from .distill_student import TARGETS_FILE, TEACHER, DistillDataset, StepBatches, build_student, distill_files, distill_loss, \
+    files_digest, shrink_teacher, teacher_targets
 from .distributed import any_process
 from .guard import TrainingGuard, TrainingStopped
 from .interrupt import StopRequest, ignore_sigint
@@ -79,7 +79,10 @@ class Distiller:
         files = distill_files(root)
         teacher = StyleIDEncoder.from_pretrained(cfg.teacher, device=acc.device).eval().requires_grad_(False)
         targets = self._targets(teacher, files, root)
-        student = build_student(cfg.student, cfg.student_pretrained, teacher.embedding_dim, cfg.seed).to(acc.device)
+        if cfg.student == TEACHER:
+            student = shrink_teacher(teacher, cfg.student_layers, cfg.student_patch).to(acc.device)
+        else:
+            student = build_student(cfg.student, cfg.student_pretrained, teacher.embedding_dim, cfg.seed).to(acc.device)
         optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
         fingerprint = {**{k: getattr(cfg, k) for k in INCOMPATIBLE}, "num_processes": acc.num_processes,

@@ -41,7 +41,11 @@ class DistillConfig:
     teacher_precision: str = _opt("auto", "precision of the one-off teacher pass (auto = bf16 where native)", "models",
                                   choices=COMPUTE_PRECISIONS)
     student: str = _opt("ViT-B-32", "open_clip architecture of the student (a CLIP ViT gets the teacher's embedding "
-                                    "width), or test-tiny", "models")
+                                    "width), test-tiny, or teacher: the teacher itself made cheaper (--student-layers "
+                                    "of its blocks, --student-patch px patches), which starts close to it", "models")
+    student_layers: int = _opt(0, "with --student teacher: blocks kept, evenly spaced; 0 = half the teacher's", "models")
+    student_patch: int = _opt(0, "with --student teacher: patch size in px, a multiple of the teacher's; "
+                                 "0 = twice the teacher's (4x fewer tokens)", "models")
     student_pretrained: str | None = _opt("openai", "open_clip weights the student starts from; none = random", "models")
     # objective
     lambda_cos: float = _opt(1.0, "weight of L_cos = mean(1 − cos(student, teacher)) per image", "objective")
@@ -69,7 +73,7 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if self.student_pretrained in ("none", "None", "random", ""):
             self.student_pretrained = None
-        if self.student == "test-tiny":
+        if self.student in ("test-tiny", "teacher"):
             self.student_pretrained = None
 
         def positive(name: str, strict: bool) -> None:
@@ -86,7 +90,8 @@ class DistillConfig:
         if self.lambda_cos == 0 and self.lambda_rel == 0:
             raise StyleIDError("--lambda-cos and --lambda-rel are both 0: nothing would be distilled")
         for name, low in (("max_steps", 1), ("images_per_batch", 2), ("warmup_steps", 0), ("save_every", 1),
-                          ("keep_last", 1), ("log_every", 1), ("num_workers", 0), ("report_size", 16)):
+                          ("keep_last", 1), ("log_every", 1), ("num_workers", 0), ("report_size", 16),
+                          ("student_layers", 0), ("student_patch", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise StyleIDError(f"{_flag(name)} must be a whole number ≥ {low}, got {value!r}")
@@ -94,6 +99,9 @@ class DistillConfig:
                               ("mixed_precision", PRECISIONS)):
             if getattr(self, name) not in options:
                 raise StyleIDError(f"{_flag(name)} must be one of {', '.join(options)}, got {getattr(self, name)!r}")
+        if self.student != "teacher" and (self.student_layers or self.student_patch):
+            raise StyleIDError("--student-layers and --student-patch shape a --student teacher; drop them or add "
+                               "--student teacher")
         if not self.data:
             raise StyleIDError("--data is required: a folder of images (StyleBench-S layout or any images)")
         if self.eval_pairs and not Path(self.eval_pairs).is_file():
@@ -104,7 +112,7 @@ class DistillConfig:
 
 
 # settings that change what a checkpoint's tensors or the batch stream mean: a resume across them is refused
-INCOMPATIBLE = ("teacher", "student", "student_pretrained", "crop", "images_per_batch", "seed")
+INCOMPATIBLE = ("teacher", "student", "student_layers", "student_patch", "student_pretrained", "crop", "images_per_batch", "seed")
 
 
 def _flag(name: str) -> str:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from styleid_guidance.attention import to_fused_names
 from styleid_guidance.backbones import build_backbone, check_model_name, open_clip_config, quick_gelu_for, \
     vit_from_kwargs, vit_kwargs_from_open_clip
 from styleid_guidance.config import LoraSettings
@@ -60,6 +61,52 @@ def build_student(architecture: str, pretrained: str | None, embedding_dim: int,
             config = dataclasses.replace(config, backbone={"vit": vit}, embedding_dim=embedding_dim)
     config = dataclasses.replace(config, lora=LoraSettings(rank=0), source=f"distilled:{architecture}/{pretrained or 'random'}")
     student = StyleIDEncoder(visual, config)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    return student
+
+
+TEACHER = "teacher"  # `--student teacher`: the teacher itself, made cheaper (fewer layers, larger patches)
+
+
+def shrink_teacher(teacher: StyleIDEncoder, layers: int = 0, patch: int = 0) -> StyleIDEncoder:
+    """A cheaper copy of a CLIP-ViT teacher (LoRA merged) that starts close to it: `layers` of its blocks, evenly
+    spaced from the first to the last (DistilBERT's initialisation), and patches `patch` px wide instead of p
+    (a multiple of p): each new patch embedding is the mean of the k×k old ones it covers, and so is its
+    position embedding. Tokens drop by k², so a ViT-L/14 teacher at 12 layers and 28-px patches costs ~8x less.
+    0 picks the defaults: half the teacher's blocks, patches twice as wide. Every weight of the result trains."""
+    merged = teacher.merged()
+    source = merged.backbone
+    vit = vit_kwargs_from_open_clip(source, merged.config)  # raises for towers that are not CLIP ViTs
+    old_patch, depth = int(vit["patch_size"]), int(vit["layers"])
+    layers = layers or max(1, depth // 2)
+    patch = patch or 2 * old_patch
+    if not 1 <= layers <= depth:
+        raise StyleIDError(f"student layers must be from 1 to the teacher's {depth}, got {layers}")
+    if patch % old_patch or (vit["image_size"] // old_patch) % (patch // old_patch):
+        raise StyleIDError(f"student patch must be a multiple of the teacher's {old_patch} px that tiles its "
+                           f"{vit['image_size'] // old_patch}-patch grid, got {patch}")
+    k, grid = patch // old_patch, vit["image_size"] // old_patch
+    state = to_fused_names(source.state_dict())
+    keep = [round(i * (depth - 1) / max(1, layers - 1)) for i in range(layers)] if layers > 1 else [depth - 1]
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("transformer.resblocks."):
+            index, rest = key[len("transformer.resblocks."):].split(".", 1)
+            if int(index) in keep:
+                out[f"transformer.resblocks.{keep.index(int(index))}.{rest}"] = value
+        elif key == "conv1.weight":  # [D, 3, p, p] → [D, 3, kp, kp]: the mean of the k×k sub-patch embeddings
+            out[key] = value.repeat_interleave(k, 2).repeat_interleave(k, 3) / (k * k)
+        elif key == "positional_embedding":  # CLS + grid² → CLS + (grid/k)², k×k means
+            cls, pos = value[:1], value[1:].reshape(grid, grid, -1).permute(2, 0, 1)[None]
+            out[key] = torch.cat([cls, F.avg_pool2d(pos, k)[0].permute(1, 2, 0).reshape(-1, value.shape[-1])])
+        else:
+            out[key] = value
+    small = vit_from_kwargs(dict(vit, layers=layers, patch_size=patch))
+    small.load_state_dict(out, strict=True)
+    config = dataclasses.replace(merged.config, backbone={"vit": dict(vit, layers=layers, patch_size=patch)},
+                                 lora=LoraSettings(rank=0), source=f"distilled:teacher/{layers}x{patch}px")
+    student = StyleIDEncoder(small, config)
     for p in student.parameters():
         p.requires_grad_(True)
     return student
