@@ -17,7 +17,8 @@ import PIL.ImageFont
 import torch
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.images import atomic_write, load_image
+from styleid_guidance.fileio import atomic_write
+from styleid_guidance.images import load_image
 
 FACES_DIR = Path(__file__).resolve().parent / "faces"
 DEFAULT_FACE = FACES_DIR / "astronaut.jpg"

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from styleid_guidance.errors import NoFaceError, StyleIDError
-from styleid_guidance.faces import largest_face
+from styleid_guidance.faces import ARCFACE_TEMPLATE, FaceRegion, largest_face
 from styleid_guidance.images import ImageInput, load_image
 
 
@@ -39,12 +39,10 @@ def ffhq_quad(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
     return quad, float(np.hypot(*x) * 2)
 
 
-def ffhq_face_region() -> "FaceRegion":
+def ffhq_face_region() -> FaceRegion:
     """Where the face sits in any FFHQ-aligned image (every StyleGAN2 render is one): the 5 landmarks
     of a canonical face carried through the FFHQ crop. Identity losses on generator output use it,
     so they crop the face without running a detector on stylised images."""
-    from styleid_guidance.faces import ARCFACE_TEMPLATE, FaceRegion
-
     quad, _ = ffhq_quad(ARCFACE_TEMPLATE)
     # the quad's corners (top-left, bottom-left, bottom-right, top-right) are the aligned image's corners
     origin, down, right = quad[0], quad[1] - quad[0], quad[3] - quad[0]

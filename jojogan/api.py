@@ -23,7 +23,8 @@ from . import checkpoints
 from .align import align_face, center_crop, ffhq_face_region
 from .e4e import E4EInverter, Encoder4Editing
 from .stylegan2 import Discriminator, Generator
-from .finetune import ID_LOSSES, FinetuneConfig, Progress, finetune
+from .config import ID_LOSSES
+from .finetune import FinetuneConfig, Progress, finetune
 
 
 def _default_device() -> torch.device:

@@ -30,9 +30,9 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.images import atomic_write
+from styleid_guidance.fileio import atomic_write
 
-from .config import ID_LOSSES, FinetuneConfig  # noqa: F401  (re-exported: the loop's settings)
+from .config import FinetuneConfig
 from .stylegan2 import Discriminator, Generator
 
 # Colour-preserving swap set of the JoJoGAN notebook (for 18 w+ layers); smaller generators keep

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Callable, TypeVar
 
-import torch
 
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.safeload import load_weights_only

@@ -35,7 +35,8 @@ from .fileio import atomic_dir
 from .hub import resolve_model_dir
 from .images import ImageInput, load_image, to_tensor
 from .options import DEFAULT_CROP
-from .preprocess import CROPS, clip_preprocess
+from .options import CROPS
+from .preprocess import clip_preprocess
 from .transformers_io import load_transformers_folder, write_transformers_folder
 
 RELEASED_ID = "kwanY/styleid"

@@ -7,7 +7,6 @@ identity loss stays differentiable w.r.t. the generated pixels at any resolution
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import NoFaceError, StyleIDError
+from .hub import offline
 from .images import ImageInput, load_image
 from .options import DETECTORS  # noqa: F401  (re-exported)
 from .safeload import load_weights_only
@@ -46,10 +46,6 @@ class Face:
         return float(max(self.box[2] - self.box[0], 0) * max(self.box[3] - self.box[1], 0))
 
 
-def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "STYLEID_OFFLINE"))
-
-
 @functools.lru_cache(maxsize=4)
 def _retinaface(model_rootpath: str | None, device: str):
     from facexlib.detection.retinaface import RetinaFace
@@ -57,7 +53,7 @@ def _retinaface(model_rootpath: str | None, device: str):
     folder = Path(model_rootpath) if model_rootpath else Path(__import__("facexlib").__file__).parent / "weights"
     path = folder / "detection_Resnet50_Final.pth"
     if not path.exists():
-        if _offline():
+        if offline():
             where = f"RetinaFace weights not found at {path} and downloads are off; put detection_Resnet50_Final.pth there"
             raise StyleIDError(f"{where} (model_rootpath), use detector='mtcnn', or crop='center'",
                                cli=f"{where} (--model-rootpath), use --detector mtcnn, or --crop center")

@@ -20,7 +20,7 @@ from .errors import StyleIDError
 from .faces import FaceRegion
 from .images import ImageInput, load_image, to_tensor
 from .options import DEFAULT_CROP, IDENTITY_LOSSES
-from .preprocess import CROPS
+from .options import CROPS
 
 
 

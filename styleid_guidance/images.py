@@ -5,14 +5,13 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import StyleIDError
-from .fileio import atomic_write  # noqa: F401  (re-exported: the long-standing import path)
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 

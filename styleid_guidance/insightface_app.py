@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 
 from .errors import NoFaceError, StyleIDError
+from .hub import offline
 from .images import ImageInput, load_image
 
 if TYPE_CHECKING:
@@ -52,10 +53,6 @@ RELEASES_URL = "https://github.com/deepinsight/insightface/releases/download/mod
 def default_root() -> Path:
     """insightface's root (`root/models/<pack>/`): $INSIGHTFACE_HOME, else ~/.insightface as insightface uses."""
     return Path(os.environ.get("INSIGHTFACE_HOME", "~/.insightface")).expanduser()
-
-
-def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "STYLEID_OFFLINE"))
 
 
 def _has_onnx(folder: Path) -> bool:
@@ -90,9 +87,9 @@ def pack_dir(pack: str | os.PathLike = "antelopev2", root: str | os.PathLike | N
         return folder
     det, rec, hub = PACKS[text]
     where = base / "models" / text
-    if hub is None or _offline():
+    if hub is None or offline():
         source = f"the {text} pack ({RELEASES_URL}/{text}.zip)" if hub is None else f"the {text} pack"
-        why = "downloads are off" if _offline() else "it has no automatic download here"
+        why = "downloads are off" if offline() else "it has no automatic download here"
         raise StyleIDError(f"insightface pack {text!r} not found in {where} and {why}; put {det} and {rec} from {source} "
                            f"into {where}, or give the pack folder")
     from .hub import resolve_model_dir
@@ -115,7 +112,7 @@ def onnx_providers(device: str | Any | None = None) -> list:
         index = int(text.split(":", 1)[1]) if ":" in text else 0
         return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
     if text.startswith("cuda") and device is not None:
-        warnings.warn(f"onnxruntime has no CUDA provider here (install onnxruntime-gpu); insightface runs on the CPU",
+        warnings.warn("onnxruntime has no CUDA provider here (install onnxruntime-gpu); insightface runs on the CPU",
                       RuntimeWarning, stacklevel=3)
     return ["CPUExecutionProvider"]
 

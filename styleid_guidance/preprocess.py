@@ -10,7 +10,6 @@ from typing import Literal, Sequence
 import torch
 import torch.nn.functional as F
 
-from .options import CROPS, DEFAULT_CROP  # noqa: F401  (re-exported)
 
 Crop = Literal["center", "none", "face"]
 

@@ -12,6 +12,7 @@ from styleid_guidance.demo import weights
 from styleid_guidance.demo.cli import is_loopback
 from styleid_guidance.demo.profiles import Models
 from styleid_guidance.demo.weights import hub_reachable, parse_weight_overrides, resolve_profile
+from styleid_guidance import hub
 from styleid_guidance.errors import StyleIDError
 
 
@@ -20,9 +21,9 @@ def empty_hub_cache(tmp_path, monkeypatch):
     import huggingface_hub.constants as hf_constants
 
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    weights._hub_state.clear()
+    hub._answers.clear()
     yield tmp_path / "hub"
-    weights._hub_state.clear()
+    hub._answers.clear()
 
 
 def test_auto_falls_back_to_tiny_offline_and_says_why(empty_hub_cache):

@@ -3,7 +3,6 @@ StyleIDError, never another exception (a traceback for the user) and never a par
 from __future__ import annotations
 
 import io
-import json
 
 import numpy as np
 import pytest

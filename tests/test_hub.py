@@ -28,6 +28,7 @@ def online(monkeypatch, tmp_path):
 
     monkeypatch.setattr(huggingface_hub, "list_repo_files", list_repo_files)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setattr(hub, "reachable", lambda url, timeout=2.0: (True, ""))  # the Hub answers
     return state
 
 
@@ -75,3 +76,38 @@ def test_a_listing_failure_falls_through_to_the_usual_error(online, monkeypatch)
     resolve_model_dir("someone/gated")
     assert online["calls"][0][1] == DEFAULT_PATTERNS
     assert hub._readable_patterns("a/b", ("*.json",)) == ("*.json",)
+
+
+def test_an_unanswered_hub_reads_the_cache_only_and_fails_in_seconds(monkeypatch, tmp_path):
+    """No offline flag, no network (the test harness refuses connections): no minute of retries, one sentence."""
+    import time
+
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("STYLEID_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "_answers", {})
+    seen = []
+
+    def snapshot_download(repo, allow_patterns=None, local_files_only=False, **kwargs):
+        seen.append(local_files_only)
+        if not local_files_only:
+            time.sleep(60)  # what huggingface_hub's retries cost
+        raise OSError("not cached")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    start = time.perf_counter()
+    with pytest.raises(StyleIDError, match=r"cannot be reached .* not in the local cache.*hf download someone/repo"):
+        resolve_model_dir("someone/repo", kind="StyleID")
+    assert time.perf_counter() - start < 5 and seen == [True]
+    assert hub.reachable("https://huggingface.co/x")[0] is False and len(hub._answers) == 1  # asked once per host
+
+
+def test_a_cached_repo_loads_when_the_hub_does_not_answer(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "reachable", lambda url, timeout=2.0: (False, "huggingface.co cannot be reached"))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo, allow_patterns=None, local_files_only=False, **k: str(tmp_path) if local_files_only else 1 / 0)
+    assert resolve_model_dir("someone/repo") == tmp_path

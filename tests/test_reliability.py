@@ -8,7 +8,7 @@ import os
 
 import pytest
 import torch
-from PIL import Image
+
 from safetensors.torch import load_file, save_file
 
 from styleid_guidance import StyleIDEncoder

@@ -13,7 +13,6 @@ moment leaves either the previous checkpoint or the new one, never half of one.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from styleid_guidance.images import atomic_write
+from styleid_guidance.fileio import atomic_write
 
 
 class MetricsLog:

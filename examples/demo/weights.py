@@ -19,12 +19,11 @@ import contextlib
 import logging
 import os
 import re
-import threading
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from styleid_guidance.errors import StyleIDError
+from styleid_guidance.hub import hub_endpoint, reachable
 
 log = logging.getLogger("styleid-demo")
 
@@ -65,54 +64,19 @@ DETECT_SIDE = 320  # px: faces are found on a copy at most this large
 REAL_JOJOGAN_ITERS = 300
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_TRUE = ("1", "true", "yes", "on")
 
 
 # ----------------------------------------------------------------------------------------- reachability
 
 
-def _env_offline() -> bool:
-    return any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "STYLEID_OFFLINE"))
-
-
-_hub_state: dict[str, Any] = {}  # endpoint → (reachable, reason), asked once per process
-
-
 def hub_reachable(timeout: float = 1.5) -> tuple[bool, str]:
     """(reachable, reason) for the Hugging Face Hub (HF_ENDPOINT)."""
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    return url_reachable(f"{endpoint}/api/models/kwanY/styleid", endpoint, timeout)
+    return reachable(f"{hub_endpoint().rstrip('/')}/api/models/kwanY/styleid", timeout)
 
 
 def github_reachable(timeout: float = 1.5) -> tuple[bool, str]:
     """(reachable, reason) for GitHub release downloads (facexlib's ArcFace and RetinaFace weights)."""
-    return url_reachable("https://github.com/xinntao/facexlib/releases", "https://github.com", timeout)
-
-
-def url_reachable(url: str, label: str, timeout: float = 1.5) -> tuple[bool, str]:
-    """(reachable, reason). Asked once per process and label, in a daemon thread: a stuck DNS lookup or
-    proxy must not hang the launch, so no answer within `timeout` counts as offline."""
-    if _env_offline():
-        return False, "offline mode is on (HF_HUB_OFFLINE / STYLEID_OFFLINE)"
-    if label in _hub_state:
-        return _hub_state[label]
-    result: dict[str, Any] = {}
-
-    def probe() -> None:
-        try:
-            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout)
-            result["ok"] = True
-        except urllib.error.HTTPError:
-            result["ok"] = True  # the server answered (401/404 still means the network works)
-        except Exception as err:  # DNS, refused, TLS, timeout: all mean "cannot download now"
-            result["err"] = type(err).__name__
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout + 0.5)
-    answer = (True, "") if result.get("ok") else (False, f"{label} cannot be reached ({result.get('err', 'no answer in time')})")
-    _hub_state[label] = answer
-    return answer
+    return reachable("https://github.com/xinntao/facexlib/releases", timeout)
 
 
 def go_offline() -> None:

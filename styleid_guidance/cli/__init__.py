@@ -4,10 +4,14 @@
     styleid embed FOLDER -o emb.safetensors    embed every image of a folder
     styleid eval --pairs pairs.csv -o DIR      verification metrics, Table-1 layout, plots
     styleid train --config configs/smoke.yaml  train a StyleID encoder (accelerate: CPU to many GPUs)
+    styleid distill --data DIR -o DIR          distil a StyleID teacher into a small, fast student
     styleid smoke-data DIR                     synthetic StyleBench-layout data for a CPU smoke run
+    styleid generate PHOTOS... -o DIR          StyleBench-S data: photos × stylizers × strength levels
     styleid jojogan train STYLE.png -o s.pt    JoJoGAN one-shot fine-tuning with --id_loss styleid|arcface|none
     styleid jojogan stylize FACE --style-ckpt s.pt
     styleid demo                               the Gradio demo on 127.0.0.1
+    styleid study DATA -o DIR                  the human studies (2AFC + same/different) as a local web app
+    styleid psychometric TRIALS.csv -o DIR     psychometric curves and thresholds from the answers
 
 Also `python -m styleid_guidance ...` and `accelerate launch -m styleid_guidance train ...`.
 User mistakes print one line `styleid <command>: error: ...` and exit with code 2.

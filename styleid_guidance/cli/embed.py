@@ -34,7 +34,6 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
     from tqdm.auto import tqdm
 

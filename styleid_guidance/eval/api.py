@@ -13,7 +13,7 @@ import torch
 
 from ..errors import StyleIDError
 from ..metrics import mean_pairwise_cosine
-from ..preprocess import CROPS
+from ..options import CROPS
 from .cache import CACHE_FOLDER, embed_with_cache
 from .models import ModelSpec, ModelUnavailable, build_embedder, parse_baseline
 from .outputs import check_output_folder, new_report_dir, publish

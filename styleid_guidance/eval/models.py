@@ -27,7 +27,8 @@ import torch
 from ..errors import NoFaceError, StyleIDError
 from ..faces import FaceRegion
 from ..images import load_image, to_tensor
-from .weights import WeightsUnavailable, hub_endpoint, hub_model, hub_offline, offline_env, open_clip_weights, reachable
+from ..hub import hub_endpoint, hub_offline, offline, reachable
+from .weights import WeightsUnavailable, hub_model, open_clip_weights
 
 BASELINES = {"clip": "ViT-L-14/openai", "siglip2": "ViT-L-16-SigLIP2-256/webli", "arcface": "default",
              "adaface": "default", "antelopev2": "antelopev2"}
@@ -160,7 +161,7 @@ def _antelope_embedder(spec: ModelSpec, crop: str, device: torch.device) -> Embe
     except StyleIDError:
         if spec.source not in PACKS or Path(spec.source).exists():
             raise
-        ok, why = (False, "downloads are off") if offline_env() else reachable(hub_endpoint())
+        ok, why = (False, "downloads are off") if offline() else reachable(hub_endpoint())
         if not ok:  # fail at once, saying where the files go, instead of a minute of Hub retries
             where = default_root() / "models" / spec.source
             raise WeightsUnavailable(f"insightface pack {spec.source!r} not found in {where} and cannot be downloaded now "

@@ -1,61 +1,23 @@
-"""Where the models' weights come from, and failing fast when they cannot be had.
+"""Where the baselines' weights come from (open_clip tags, Hub models), failing fast when they cannot be had.
 
-huggingface_hub retries an unreachable host for about a minute (with a warning per try) before it
-gives up; for a user without internet that is a minute of noise before one sentence. So, before a
-download would start: weights already in the local cache are used with the Hub switched to offline
+Before a download would start: weights already in the local cache are used with the Hub switched to offline
 (no freshness check), and weights that are not there fail at once when the Hub's host does not answer
-within a couple of seconds.
+(`styleid_guidance.hub.reachable`).
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from pathlib import Path
-from typing import Iterator
-from urllib.parse import urlparse
 
 from ..errors import StyleIDError
+from ..hub import hub_endpoint, hub_offline, offline, reachable
 
 PROBE_TIMEOUT_S = 2.0
 
 
 class WeightsUnavailable(StyleIDError):
     """A model's weights are neither on disk nor downloadable now."""
-
-
-def offline_env() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "STYLEID_OFFLINE"))
-
-
-def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
-    """(can a TCP connection to the URL's host be opened, why not)."""
-    parsed = urlparse(url)
-    host, port = parsed.hostname or "", parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True, ""
-    except Exception as err:  # DNS failure, refused, timeout, a sandbox that forbids sockets: all "no"
-        return False, f"{host} unreachable: {type(err).__name__}"
-
-
-def hub_endpoint() -> str:
-    from huggingface_hub import constants
-
-    return constants.ENDPOINT
-
-
-@contextlib.contextmanager
-def hub_offline() -> Iterator[None]:
-    """huggingface_hub in offline mode for the block (it reads this flag on every call)."""
-    from huggingface_hub import constants
-
-    before = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        constants.HF_HUB_OFFLINE = before
 
 
 def _hub_file_cached(repo: str, filenames: list[str]) -> bool:
@@ -81,7 +43,7 @@ def open_clip_weights(model: str, pretrained: str | None, what: str) -> contextl
     candidates = [filename, safe.get(filename, filename.rsplit(".", 1)[0] + ".safetensors")]
     if _hub_file_cached(repo, candidates):
         return hub_offline()
-    why = "downloads are off (HF_HUB_OFFLINE)" if offline_env() else None
+    why = "downloads are off (HF_HUB_OFFLINE)" if offline() else None
     if why is None:
         ok, why = reachable(hub_endpoint())
         if ok:
@@ -93,7 +55,7 @@ def open_clip_weights(model: str, pretrained: str | None, what: str) -> contextl
 
 def offline_unless_reachable() -> contextlib.AbstractContextManager:
     """huggingface_hub offline (cache only, fast) for the block when the Hub does not answer."""
-    if offline_env():
+    if offline():
         return contextlib.nullcontext()
     ok, _ = reachable(hub_endpoint())
     return contextlib.nullcontext() if ok else hub_offline()

@@ -2,7 +2,7 @@
 (method, style) to 2AFC answers and pick the strength levels people still recognise.
 
     styleid psychometric results/export/trials.csv --output calib
-    styleid generate SOURCES --out data --calibration calib/psychometric.json
+    styleid generate SOURCES -o data --calibration calib/psychometric.json
 
 TRIALS.csv: `participant,method,style,level,correct[,rt_ms]`, one row per answer, level 1..7,
 correct 0/1 (what `styleid study DATA --output RESULTS --export` writes). Writes DIR/psychometric.json
