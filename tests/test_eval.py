@@ -105,6 +105,20 @@ def test_cache_serves_earlier_models_when_a_baseline_is_added(tmp_path, setup):
     assert evaluate(model_dir, paths["two"], out, crop="none", progress=False).computed == {"styleid": n_files}
 
 
+def test_bf16_eval_is_its_own_cache_entry_and_stays_near_fp32(tmp_path, setup):
+    paths, model_dir = setup
+    out = tmp_path / "out"
+    exact = evaluate(model_dir, paths["pairs"], out, baselines=["clip=test-tiny"], progress=False)
+    fast = evaluate(model_dir, paths["pairs"], out, baselines=["clip=test-tiny"], progress=False, precision="bf16")
+    assert all(n > 0 for n in fast.computed.values())  # bf16 embeddings are not served the fp32 cache, nor back
+    again = evaluate(model_dir, paths["pairs"], out, baselines=["clip=test-tiny"], progress=False)
+    assert again.computed == {"styleid": 0, "clip": 0} and again.metrics == exact.metrics
+    for model in ("styleid", "clip"):
+        assert abs(fast.metrics[model]["overall"]["auroc"] - exact.metrics[model]["overall"]["auroc"]) <= 0.02
+    with pytest.raises(StyleIDError, match="precision must be one of"):
+        evaluate(model_dir, paths["pairs"], out, progress=False, precision="int8")
+
+
 def test_cli_eval_and_errors(tmp_path, setup, capsys):
     from styleid_guidance.cli import main
 

@@ -1,6 +1,7 @@
 """`evaluate` (the `styleid eval` command as a function) and `evaluate_encoder` (the trainer's check)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..devices import check_precision
 from ..errors import StyleIDError
 from ..metrics import mean_pairwise_cosine
 from ..options import CROPS
@@ -115,15 +117,19 @@ def evaluate(
     model_rootpath: str | None = None,
     progress: bool = True,
     table1: bool = False,
+    precision: str = "fp32",
 ) -> EvaluationResult:
     """Evaluate a StyleID encoder (Hub id or folder; None = baselines only) and baselines on `pairs`.
 
     table1: the paper's preset (every baseline with its own crop, `baselines` only override weights,
     `crop` is not used; see table1.py). cache_dir: "default" = OUT/embedding_cache, None = no cache.
+    precision: of the torch models' embedding ("auto" | "fp32" | "bf16" | "fp16"); fp32 by default, so metrics
+    are reproducible across machines (bf16 moves smoke-pair AUROC by about 1e-3, see docs/EVAL.md).
     OUT is replaced as a set (see outputs.py), the embedding cache inside it kept."""
     if crop not in CROPS:
         raise StyleIDError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
-    specs = _specs(model, name, baselines, table1)
+    precision = check_precision(precision)
+    specs = [dataclasses.replace(s, precision=precision) for s in _specs(model, name, baselines, table1)]
     if not specs:
         raise StyleIDError("nothing to evaluate: give a model and/or baselines",
                            cli="nothing to evaluate: give --model and/or --baseline")

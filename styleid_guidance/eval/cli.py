@@ -49,6 +49,7 @@ def register(sub: Any) -> None:
                    help="the paper's Table 1: --model and every baseline, each with the paper's crop; missing weights are skipped")
     common.add_faces(p)
     common.add_device(p)
+    common.add_precision(p, "fp32")  # metrics: the same numbers on every machine unless asked otherwise
     common.add_batch_size(p)
     p.add_argument("--cache-dir", default=None, metavar="DIR", help="embedding cache folder (default: OUTPUT/embedding_cache)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write cached embeddings")
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(model, args.pairs, args.output, baselines=args.baseline, crop=args.crop, name=args.name,
                       device=device, batch_size=args.batch_size, cache_dir=cache_dir,
                       detector=args.detector or "retinaface", model_rootpath=args.model_rootpath,
-                      progress=not args.no_progress, table1=args.table1)
+                      progress=not args.no_progress, table1=args.table1, precision=args.precision)
     print(result.files["table"].read_text(), end="")
     print("wrote " + ", ".join(str(p) for p in result.files.values()))
     return 0

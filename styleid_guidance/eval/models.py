@@ -51,16 +51,19 @@ class ModelSpec:
     source: str
     crop: str | None = None
     no_face: str = "error"
+    precision: str = "fp32"  # of the torch models; onnxruntime's antelopev2 is always fp32
 
     @property
     def key(self) -> str:
-        """Identifies the weights for the cache; a local folder's files' mtimes and sizes are part of it."""
+        """Identifies the weights (a local folder's files' mtimes and sizes are part of it) and, when it is not
+        fp32, the precision, for the cache."""
         path = Path(self.source)
+        suffix = "" if self.precision == "fp32" or self.kind == "antelopev2" else f"@{self.precision}"
         if path.exists():
             files = sorted(p for p in (path.rglob("*") if path.is_dir() else [path]) if p.is_file())
             stamp = ";".join(f"{p.relative_to(path) if path.is_dir() else p.name}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in files)
-            return f"{self.kind}:{path.resolve()}:{stamp}"
-        return f"{self.kind}:{self.source}"
+            return f"{self.kind}:{path.resolve()}:{stamp}{suffix}"
+        return f"{self.kind}:{self.source}{suffix}"
 
     def cache_crop(self, crop: str) -> str:
         """The crop part of the cache key: a fallback embedding must not be served to a strict run."""
@@ -215,7 +218,8 @@ def _arcface_embedder(spec: ModelSpec, crop: str, device: torch.device, detector
             model: Any = build_arcface_backbone()
     else:
         model = None if spec.source == "default" else spec.source
-    loss = build_identity_loss("arcface", model=model, device=device, crop=crop, detector=detector, model_rootpath=model_rootpath)
+    loss = build_identity_loss("arcface", model=model, device=device, crop=crop, detector=detector, model_rootpath=model_rootpath,
+                               precision=spec.precision)
     _load_detector(crop, detector, model_rootpath, device)
 
     def embed(files: Sequence[Path]) -> torch.Tensor:
@@ -252,7 +256,7 @@ def _encoder_embedder(spec: ModelSpec, crop: str, device: torch.device, batch_si
 
     def embed(files: Sequence[Path]) -> torch.Tensor:
         return encoder.embed([str(f) for f in files], crop=crop, batch_size=batch_size, detector=detector,
-                             model_rootpath=model_rootpath)
+                             model_rootpath=model_rootpath, precision=spec.precision)
 
     return Embedder(embed)
 
