@@ -1,7 +1,7 @@
 """LoRA training throughput and peak memory, with/without gradient checkpointing and mixed precision.
 
-    python benchmarks/train_throughput.py                       # paper shape: ViT-L-14, 56 × 2 at 224 px
-    python benchmarks/train_throughput.py --backbone ViT-B-32 --ids-per-batch 4 --steps 3   # CPU-sized
+    python benchmarks/train_throughput.py --device cuda          # paper shape: ViT-L-14, 56 × 2 at 224 px
+    python benchmarks/train_throughput.py                        # on a CPU: ViT-B-32, 4 × 2, 3 steps (fits in 24 GB)
 
 One full StyleID training step as the trainer runs it (frozen branch without grad, adapted branch,
 L_ang + L_scon + L_reg, backward, AdamW) on random pixels with random backbone weights (no download;
@@ -94,13 +94,15 @@ def run_one(args: argparse.Namespace) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--backbone", default="ViT-L-14", help="open_clip architecture, random weights (default: ViT-L-14)")
-    p.add_argument("--ids-per-batch", type=int, default=56)
+    # the paper's shape on a GPU; on a CPU a shape that fits in memory and minutes (ViT-L-14 at 56 × 2 needs > 24 GB)
+    p.add_argument("--backbone", default=None, help="open_clip architecture, random weights (default: ViT-L-14 on CUDA, "
+                                                    "ViT-B-32 on a CPU)")
+    p.add_argument("--ids-per-batch", type=int, default=None, help="default: 56 on CUDA (the paper), 4 on a CPU")
     p.add_argument("--images-per-id", type=int, default=2)
     p.add_argument("--image-size", type=int, default=None, help="default: the backbone's (224 for ViT-L-14)")
     p.add_argument("--lora-rank", type=int, default=8)
     p.add_argument("--num-classes", type=int, default=4073, help="angular-head classes (StyleBench-S: 4073)")
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default: 10 on CUDA, 3 on a CPU)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda if available")
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {', '.join(CONFIGS)}")
@@ -111,6 +113,10 @@ def main() -> int:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    cuda = args.device == "cuda"
+    args.backbone = args.backbone or ("ViT-L-14" if cuda else "ViT-B-32")
+    args.ids_per_batch = args.ids_per_batch or (56 if cuda else 4)
+    args.steps = args.steps or (10 if cuda else 3)
     if args.threads:
         import torch
 

@@ -8,71 +8,36 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from test_demo_browser import CHROME_FLAGS, CHROMEDRIVER, CHROMIUM, _by_css, _free_port, _require_browser, _text, _wait
+from chromium import by_css, chrome, free_port, serve, text, wait
 from test_study import make_study_data
 
 from styleid_guidance.perception.study_store import read_responses
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
 TOTAL = 8  # 3 trials + 1 catch trial per task, two tasks
 
 
 def _serve(data: Path, results: Path, port: int, log_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "styleid_guidance", "study", str(data), "--output", str(results),
-                                 "--task", "both", "--trials", "3", "--repeats", "1", "--port", str(port)],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"study server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
-                if response.status == 200:
-                    return proc
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"study server did not come up:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.5)
+    return serve([sys.executable, "-m", "styleid_guidance", "study", str(data), "--output", str(results), "--task", "both",
+                  "--trials", "3", "--repeats", "1", "--port", str(port)], port, log_path, {"HF_HUB_OFFLINE": "1"},
+                 timeout=120, what="study server")
 
 
 @pytest.fixture
 def browser():
-    _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROME_FLAGS:
-        options.add_argument(flag)
-    profile_dir = tempfile.mkdtemp(prefix="styleid-chromium-")
-    options.add_argument(f"--user-data-dir={profile_dir}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    try:
+    with chrome() as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile_dir, ignore_errors=True)
 
 
 def _visible(driver, elem_id: str) -> bool:
-    return any(e.is_displayed() for e in _by_css(driver, f"#{elem_id}"))
+    return any(e.is_displayed() for e in by_css(driver, f"#{elem_id}"))
 
 
 def _images_loaded(driver, ids) -> bool:
@@ -82,34 +47,34 @@ def _images_loaded(driver, ids) -> bool:
 
 
 def _enter(driver, participant: str) -> None:
-    field = _wait(driver, lambda d: next(iter(e for e in _by_css(d, "#study-participant input, #study-participant textarea")
+    field = wait(driver, lambda d: next(iter(e for e in by_css(d, "#study-participant input, #study-participant textarea")
                                               if e.is_displayed()), None), 60)
     field.clear()
     field.send_keys(participant)
-    _by_css(driver, "#study-start")[0].click()
+    by_css(driver, "#study-start")[0].click()
 
 
 def _question(driver) -> int:
-    text = _text(driver, "#study-progress")
-    return int(text.split()[1]) if text.startswith("Question") else 0
+    progress = text(driver, "#study-progress")
+    return int(progress.split()[1]) if progress.startswith("Question") else 0
 
 
 def _answer(driver, number: int, button: str) -> str:
     """Wait for question `number`, check its images, click; returns the task it was."""
-    _wait(driver, lambda d: _question(d) == number, 60)
-    task = "2afc" if "Which stylized picture" in _text(driver, "#study-instruction") else "verify"
+    wait(driver, lambda d: _question(d) == number, 60)
+    task = "2afc" if "Which stylized picture" in text(driver, "#study-instruction") else "verify"
     shown = ["study-source", "study-a", "study-b"] if task == "2afc" else ["study-source", "study-a"]
-    _wait(driver, lambda d: _images_loaded(d, shown), 60)
+    wait(driver, lambda d: _images_loaded(d, shown), 60)
     assert _visible(driver, "study-b") == (task == "2afc")
     for src in driver.execute_script("return [...document.querySelectorAll('#study-trial img')].map(i => i.src)"):
         assert "p3" not in src and "pixar" not in src and "_0" not in src.rsplit("/", 1)[-1], src  # no data-set names
-    _by_css(driver, f"#study-choose-{button}")[0].click()
+    by_css(driver, f"#study-choose-{button}")[0].click()
     return task
 
 
 def test_study_survives_a_server_kill_and_resumes(browser, tmp_path, artifacts_dir):
     data = make_study_data(tmp_path / "data")
-    results, log_path, port = tmp_path / "results", tmp_path / "study.log", _free_port()
+    results, log_path, port = tmp_path / "results", tmp_path / "study.log", free_port()
     url = f"http://127.0.0.1:{port}/"
     proc = _serve(data, results, port, log_path)
     try:
@@ -118,12 +83,12 @@ def test_study_survives_a_server_kill_and_resumes(browser, tmp_path, artifacts_d
         assert not info.get("named_endpoints") and not info.get("unnamed_endpoints"), info
         browser.get(url)
         _enter(browser, "bad id!")
-        status = _wait(browser, lambda d: "⚠️" in (t := _text(d, "#study-status")) and t, 60)
+        status = wait(browser, lambda d: "⚠️" in (t := text(d, "#study-status")) and t, 60)
         assert "participant id is 1 to 64 letters" in status, status
         _enter(browser, "tester1")
         for number, button in ((1, "a"), (2, "b"), (3, "a")):
             assert _answer(browser, number, button) == "2afc"
-        _wait(browser, lambda d: _question(d) == 4, 60)
+        wait(browser, lambda d: _question(d) == 4, 60)
         browser.save_screenshot(os.path.join(artifacts_dir, "study_2afc.png"))
         assert len(read_responses(results / "responses.csv")) == 3  # fsync'ed before question 4 was shown
         proc.kill()  # SIGKILL: no clean-up of any kind
@@ -134,7 +99,7 @@ def test_study_survives_a_server_kill_and_resumes(browser, tmp_path, artifacts_d
         _enter(browser, "tester1")
         tasks = [_answer(browser, number, button) for number, button in zip(range(4, TOTAL + 1), "baabb")]
         assert tasks == ["2afc", "verify", "verify", "verify", "verify"]
-        thanks = _wait(browser, lambda d: "Thank you" in (t := _text(d, "#study-thanks")) and t, 60)
+        thanks = wait(browser, lambda d: "Thank you" in (t := text(d, "#study-thanks")) and t, 60)
         assert f"all {TOTAL} questions" in thanks and "tester1" in thanks
         browser.save_screenshot(os.path.join(artifacts_dir, "study_done.png"))
     finally:
@@ -149,5 +114,5 @@ def test_study_survives_a_server_kill_and_resumes(browser, tmp_path, artifacts_d
     assert [r["choice"] for r in rows] == ["left", "right", "left", "right", "same", "same", "different", "different"]
     assert all(float(r["rt_ms"]) > 0 for r in rows)
     assert sum(r["catch"] == "1" for r in rows) == 2
-    log_text = log_path.read_text()
+    log_text = log_path.readtext()
     assert "Traceback" not in log_text, log_text[-3000:]

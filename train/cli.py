@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     with common.for_option("--output"):  # before the backbone loads
         check_writable_dir(cfg.output)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("styleid").setLevel(logging.INFO)  # our progress lines, not open_clip's or accelerate's INFO chatter
 
     from .trainer import train
 
