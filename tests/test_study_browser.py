@@ -114,5 +114,5 @@ def test_study_survives_a_server_kill_and_resumes(browser, tmp_path, artifacts_d
     assert [r["choice"] for r in rows] == ["left", "right", "left", "right", "same", "same", "different", "different"]
     assert all(float(r["rt_ms"]) > 0 for r in rows)
     assert sum(r["catch"] == "1" for r in rows) == 2
-    log_text = log_path.readtext()
+    log_text = log_path.read_text()
     assert "Traceback" not in log_text, log_text[-3000:]
