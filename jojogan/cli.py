@@ -76,6 +76,7 @@ def register(sub: Any) -> None:
                    help="write a before/after grid every N iterations; 0 = off (default: %(default)s)")
     g.add_argument("--sample-dir", "--sample_dir", dest="sample_dir", default=None, metavar="DIR",
                    help="folder for the sample grids (default: OUTPUT_samples/)")
+    common.add_progress(g)
     _add_common(t)
     t.set_defaults(func=run_train)
 
@@ -88,6 +89,7 @@ def register(sub: Any) -> None:
     common.add_output(s, "folder for the results (default: stylized)", required=False, default="stylized")
     s.add_argument("--side-by-side", "--side_by_side", dest="side_by_side", action="store_true",
                    help="save the aligned input and the result next to each other")
+    common.add_progress(s)
     _add_common(s)
     s.set_defaults(func=run_stylize)
 
@@ -156,7 +158,7 @@ def run_train(args: argparse.Namespace) -> int:
                             preserve_color=args.preserve_color, alpha=args.alpha, lr=args.lr, seed=args.seed,
                             align=not args.no_align, latents=latents, id_model=id_model,
                             sample_every=args.sample_every, sample_dir=str(sample_dir) if args.sample_every else None,
-                            precision=args.precision)
+                            precision=args.precision, show_progress=not args.no_progress)
     jj.save_style(generator, output, id_loss=args.id_loss, id_weight=args.id_weight, num_iter=args.max_steps,
                   alpha=args.alpha, preserve_color=args.preserve_color, lr=args.lr, seed=args.seed,
                   style_images=[str(s) for s in args.style_images])
@@ -189,7 +191,7 @@ def run_stylize(args: argparse.Namespace) -> int:
     jj.model_rootpath = args.model_rootpath
     out_dir = Path(args.output)
     style = Path(args.style_ckpt).stem
-    for face in tqdm(args.faces, desc="stylize", disable=len(args.faces) < 2):
+    for face in tqdm(args.faces, desc="stylize", disable=args.no_progress or len(args.faces) < 2):
         aligned = jj.align(face, align=not args.no_align)
         result = jj.stylize(aligned, generator, align=False)
         if args.side_by_side:

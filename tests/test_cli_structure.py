@@ -118,3 +118,21 @@ def test_the_wheel_installs_one_top_level_package(tmp_path):
                 "model_configs/test-tiny.json"):
         assert f"styleid_guidance/{sub}" in names, sub
     assert not any(n.startswith("styleid_guidance/examples") or "/tests/" in n for n in names)
+
+
+@pytest.mark.parametrize("argv, prog", [
+    (["jojogan", "train", "s.png", "-o", "o.pt", "--bogus"], "styleid jojogan train"),
+    (["verify", "a.png", "b.png", "--out", "x"], "styleid verify"),  # no abbreviations, and the command is named
+    (["eval", "--pairs", "p.csv", "-o", "o", "--bogus", "1"], "styleid eval"),
+])
+def test_an_unknown_flag_is_refused_by_the_command_that_got_it(argv, prog, capsys):
+    assert run(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"{prog}: error: unrecognized arguments: "), err
+
+
+@pytest.mark.parametrize("path", ["embed", "eval", "train", "distill", "generate", "jojogan train", "jojogan stylize",
+                                  "psychometric"])
+def test_long_work_can_run_without_progress_bars(path):
+    options = {action.dest for p, action in iter_options(build_parser()) if p == path}
+    assert "no_progress" in options, path

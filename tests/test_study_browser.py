@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from chromium import by_css, chrome, free_port, serve, text, wait
+from chromium import by_css, chrome, free_port, serve, stop, text, wait
 from test_study import make_study_data
 
 from styleid_guidance.perception.study_store import read_responses
@@ -103,12 +103,7 @@ def test_study_survives_a_server_kill_and_resumes(browser, tmp_path, artifacts_d
         assert f"all {TOTAL} questions" in thanks and "tester1" in thanks
         browser.save_screenshot(os.path.join(artifacts_dir, "study_done.png"))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
     rows = read_responses(results / "responses.csv")
     assert [int(r["trial"]) for r in rows] == list(range(TOTAL)) and {r["participant"] for r in rows} == {"tester1"}
     assert [r["choice"] for r in rows] == ["left", "right", "left", "right", "same", "same", "different", "different"]

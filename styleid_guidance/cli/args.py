@@ -292,6 +292,14 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        # argparse hands a subcommand's unknown flags up to `styleid`, whose error would not say which command
+        # refused them; the subcommand that parsed last says it itself
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras and not any(isinstance(a, argparse._SubParsersAction) for a in self._actions):
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
     def error(self, message: str) -> "typing.NoReturn":
         if "required" in message or "invalid choice" in message and "COMMAND" in self.format_usage():
             self.print_usage(sys.stderr)
