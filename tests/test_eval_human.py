@@ -155,6 +155,21 @@ def test_table1_preset(tmp_path, data):
     assert again.no_face == res.no_face and again.metrics == res.metrics
 
 
+def test_table1_on_pairs_outside_the_papers_splits_adds_an_all_column(tmp_path, data):
+    rows = list(csv.DictReader(open(data["small"], newline="")))
+    generated = data["small"].with_name("generated.csv")
+    with open(generated, "w", newline="") as f:  # as `styleid generate --pairs` writes them
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**r, "split": "generated"} for r in rows)
+    res = evaluate("test-tiny", generated, tmp_path / "t1", baselines=["clip=test-tiny"], table1=True, detector="mtcnn",
+                   progress=False)
+    table = (tmp_path / "t1" / "table.md").read_text()
+    assert "| Model | Cross-ID | Cross-Style | Cross-Method | All |" in table
+    row = next(line for line in table.splitlines() if line.startswith("| styleid"))
+    assert row.rstrip(" |").split("/")[-1].strip("* ") == f"{res.metrics['styleid']['overall']['auroc']:.3f}".lstrip("0")
+
+
 def test_table1_cli_refuses_a_crop_and_fails_when_nothing_loads(tmp_path, data, capsys):
     from styleid_guidance.cli import run
 

@@ -42,7 +42,10 @@ def render_table1(metrics: dict[str, dict[str, Any]], specs: Sequence[ModelSpec]
                   fallbacks: dict[str, int], n_images: int) -> str:
     lines = ["# Table 1: identity verification on the pairs (the paper's layout)", ""]
     if metrics:
-        lines.append(markdown_table(metrics, splits=PAPER_SPLITS, total=False))
+        # the paper's three columns; pairs from elsewhere (e.g. `styleid generate --pairs`, split "generated")
+        # would leave them empty, so an "All" column then shows every pair
+        splits = {split for m in metrics.values() for split in m.get("split", {})}
+        lines.append(markdown_table(metrics, splits=PAPER_SPLITS, total=not splits <= set(PAPER_SPLITS) or not splits))
         crops = "; ".join(f"{s.name}: {'aligned 112-px face' if s.crop == FACE_CROP else 'whole portrait (resize + centre crop)'}"
                           for s in specs if s.name in metrics)
         lines.append(f"Crops: {crops}.")
