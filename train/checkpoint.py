@@ -113,6 +113,24 @@ def publish(tmp: Path, output: Path, step: int, keep_last: int) -> Path:
     return dest
 
 
+def save(accelerator: Any, output: Path, step: int, trainable: dict[str, torch.Tensor], optimizer: Any, scheduler: Any,
+         state: dict[str, Any], keep_last: int) -> Path:
+    """Write a checkpoint from every process (each its RNG state, the main one the rest) into a temp folder, then
+    rename it into place and prune: a kill at any point leaves the previous checkpoints whole."""
+    tmp = temp_dir(output, step)
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    write_rank_files(tmp, accelerator.process_index)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_main_files(tmp, trainable, optimizer, scheduler, accelerator.scaler, state)
+        publish(tmp, output, step, keep_last)
+    accelerator.wait_for_everyone()
+    return final_dir(output, step)
+
+
 def read_state(ckpt: Path) -> dict[str, Any]:
     try:
         return json.loads((ckpt / STATE_FILE).read_text())

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -189,22 +188,11 @@ class Distiller:
 
     def _checkpoint(self, student: StyleIDEncoder, optimizer: Any, scheduler: Any, step: int,
                     fingerprint: dict[str, Any]) -> Path:
-        acc = self.accelerator
         self._check_finite(student, step)
-        tmp = ckpt.temp_dir(self.output, step)
-        if self.is_main:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        ckpt.write_rank_files(tmp, acc.process_index)
-        acc.wait_for_everyone()
-        if self.is_main:
-            state = {"step": step, "sampler": {"step": step}, "fingerprint": fingerprint, "config": self.cfg.to_dict(),
-                     "time": time.time()}
-            ckpt.write_main_files(tmp, student.state_dict(), optimizer, scheduler, acc.scaler, state)
-            ckpt.publish(tmp, self.output, step, self.cfg.keep_last)
-        acc.wait_for_everyone()
-        return ckpt.final_dir(self.output, step)
+        state = {"step": step, "sampler": {"step": step}, "fingerprint": fingerprint, "config": self.cfg.to_dict(),
+                 "time": time.time()}
+        return ckpt.save(self.accelerator, self.output, step, student.state_dict(), optimizer, scheduler, state,
+                         self.cfg.keep_last)
 
     def _check_finite(self, student: StyleIDEncoder, step: int) -> None:
         if not all(bool(torch.isfinite(p.detach()).all()) for p in student.parameters()):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,7 +314,6 @@ class Trainer:
 
     def _save_checkpoint(self, run: _Run, step: int) -> Path | None:
         """Write a checkpoint unless the spread is suspect (so the kept ones are from before it)."""
-        acc = self.accelerator
         if self.guard.suspect:
             if self.is_main:
                 logger.warning("step %d: not checkpointing while the embedding spread is suspect", step)
@@ -323,19 +321,8 @@ class Trainer:
         self._check_weights_finite(run, step)
         state = {"step": step, "sampler": run.sampler.state_dict(step * self.cfg.grad_accum),
                  "fingerprint": run.fingerprint, "config": self.cfg.to_dict(), "time": time.time()}
-        tmp = ckpt.temp_dir(self.output, step)
-        if self.is_main:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        ckpt.write_rank_files(tmp, acc.process_index)
-        acc.wait_for_everyone()
-        dest = ckpt.final_dir(self.output, step)
-        if self.is_main:
-            ckpt.write_main_files(tmp, run.trainable_state(), run.optimizer, run.scheduler, acc.scaler, state)
-            ckpt.publish(tmp, self.output, step, self.cfg.keep_last)
-        acc.wait_for_everyone()
-        return dest
+        return ckpt.save(self.accelerator, self.output, step, run.trainable_state(), run.optimizer, run.scheduler, state,
+                         self.cfg.keep_last)
 
     def _stop_for_interrupt(self, step: int, saved: Path | None) -> None:
         last = ckpt.latest_checkpoint(self.output)
