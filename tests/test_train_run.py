@@ -59,6 +59,14 @@ def test_config_file_then_flags(tmp_path):
         build_config(TrainConfig, {}, {"max_steps": 5})
 
 
+def test_a_renamed_option_in_a_config_file_is_told_its_new_name(tmp_path, capsys):
+    cfg_file = tmp_path / "old.yaml"
+    cfg_file.write_text("backbone: test-tiny\nmax_steps: 0\nscale: 16\n")
+    assert run(["train", "--config", str(cfg_file), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"styleid train: error: --config {cfg_file}: option 'scale' is now called 'angular_scale'"]
+
+
 def test_max_steps_zero_exports_the_initial_encoder(tmp_path):
     out = tmp_path / "run"
     assert run(["train", "--output", str(out), "--max-steps", "0", *TINY]) == 0

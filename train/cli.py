@@ -17,7 +17,6 @@ import logging
 from typing import Any
 
 from styleid_guidance.cli import args as common
-from styleid_guidance.errors import StyleIDError
 
 from .config import GROUPS, TrainConfig
 
@@ -26,27 +25,12 @@ RENAMED = {"scale": "angular_scale"}
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("train", help="train a StyleID encoder (accelerate: CPU, one GPU or many)",
-                       description=__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", metavar="FILE", help="YAML or JSON file with any of the options below (field names)")
-    common.add_dataclass_options(p, TrainConfig, GROUPS)
-    common.add_progress(p)
-    p.set_defaults(func=run)
+    common.add_config_command(sub, "train", "train a StyleID encoder (accelerate: CPU, one GPU or many)", __doc__,
+                              TrainConfig, GROUPS, run)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """defaults < --config file < flags."""
-    file_values: dict[str, Any] = {}
-    if args.config:
-        try:
-            file_values = common.load_config_file(args.config, TrainConfig)
-        except StyleIDError as err:
-            old = next((o for o in RENAMED if f"unknown option(s) {o}" in str(err) or f", {o}" in str(err)), None)
-            if old is None:
-                raise
-            raise StyleIDError(f"--config {args.config}: option '{old}' is now called '{RENAMED[old]}'") from None
-    return common.build_config(TrainConfig, file_values, common.given_options(args, TrainConfig))
+    return common.config_from_args(args, TrainConfig, RENAMED)
 
 
 def run(args: argparse.Namespace) -> int:

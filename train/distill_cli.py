@@ -23,19 +23,12 @@ from .distill_config import GROUPS, DistillConfig
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("distill", help="distil a StyleID teacher into a small, fast student encoder (accelerate)",
-                       description=__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", metavar="FILE", help="YAML or JSON file with any of the options below (field names)")
-    common.add_dataclass_options(p, DistillConfig, GROUPS)
-    common.add_progress(p)
-    p.set_defaults(func=run)
+    common.add_config_command(sub, "distill", "distil a StyleID teacher into a small, fast student encoder (accelerate)",
+                              __doc__, DistillConfig, GROUPS, run)
 
 
 def config_from_args(args: argparse.Namespace) -> DistillConfig:
-    """defaults < --config file < flags."""
-    file_values = common.load_config_file(args.config, DistillConfig) if args.config else {}
-    return common.build_config(DistillConfig, file_values, common.given_options(args, DistillConfig))
+    return common.config_from_args(args, DistillConfig)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -211,8 +211,10 @@ def given_options(namespace: argparse.Namespace, cls: type) -> dict[str, Any]:
     return {k: v for k, v in vars(namespace).items() if k in names}
 
 
-def load_config_file(path: str | Path, cls: type, flag: str = "--config") -> dict[str, Any]:
-    """YAML/JSON mapping of field names (dashes or underscores) → values; unknown names are errors."""
+def load_config_file(path: str | Path, cls: type, flag: str = "--config",
+                     renamed: dict[str, str] | None = None) -> dict[str, Any]:
+    """YAML/JSON mapping of field names (dashes or underscores) → values; unknown names are errors, and a name in
+    `renamed` (old → new) is told its new name."""
     import json
 
     path = Path(path)
@@ -233,9 +235,31 @@ def load_config_file(path: str | Path, cls: type, flag: str = "--config") -> dic
     values = {str(k).replace("-", "_"): v for k, v in values.items()}
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
+    old = next((name for name in unknown if name in (renamed or {})), None)
+    if old is not None:
+        raise StyleIDError(f"{flag} {path}: option '{old}' is now called '{renamed[old]}'")
     if unknown:
         raise StyleIDError(f"{flag} {path}: unknown option(s) {', '.join(unknown)}")
     return values
+
+
+def add_config_command(sub: Any, name: str, help: str, doc: str, cls: type, groups: dict[str, str],
+                       func: Any) -> argparse.ArgumentParser:
+    """A subcommand whose options are the fields of the dataclass `cls`, plus --config FILE and --no-progress;
+    `doc` is the module docstring: its first paragraph the description, the rest the epilog."""
+    p = sub.add_parser(name, help=help, description=doc.split("\n\n")[0], epilog="\n\n".join(doc.split("\n\n")[1:]),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="FILE", help="YAML or JSON file with any of the options below (field names)")
+    add_dataclass_options(p, cls, groups)
+    add_progress(p)
+    p.set_defaults(func=func)
+    return p
+
+
+def config_from_args(args: argparse.Namespace, cls: type, renamed: dict[str, str] | None = None) -> Any:
+    """cls from defaults < --config file < flags."""
+    file_values = load_config_file(args.config, cls, renamed=renamed) if args.config else {}
+    return build_config(cls, file_values, given_options(args, cls))
 
 
 def build_config(cls: type, file_values: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> Any:
