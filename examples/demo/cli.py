@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import logging
 from typing import Any
 
 from styleid_guidance.cli import args as common
@@ -83,13 +82,7 @@ def weights_from(args: argparse.Namespace) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     check_args(args)
-    log = logging.getLogger("styleid-demo")
-    if not log.handlers:  # our own lines only; the root logger stays as the libraries left it
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("styleid demo: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+    log = common.command_logger("demo")
 
     from .limits import Limits
     from .profiles import Models

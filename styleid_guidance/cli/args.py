@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import math
 import sys
 import typing
@@ -241,6 +242,19 @@ def load_config_file(path: str | Path, cls: type, flag: str = "--config",
     if unknown:
         raise StyleIDError(f"{flag} {path}: unknown option(s) {', '.join(unknown)}")
     return values
+
+
+def command_logger(command: str) -> logging.Logger:
+    """A logger whose lines read `styleid COMMAND: ...` on stderr: our own lines only, the root logger stays as the
+    libraries left it."""
+    log = logging.getLogger(f"styleid-{command.replace(' ', '-')}")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(f"styleid {command}: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return log
 
 
 def add_config_command(sub: Any, name: str, help: str, doc: str, cls: type, groups: dict[str, str],

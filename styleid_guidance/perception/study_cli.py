@@ -47,14 +47,7 @@ def register(sub: Any) -> None:
 
 
 def _logger() -> logging.Logger:
-    log = logging.getLogger("styleid-study")
-    if not log.handlers:  # our own lines only; the root logger stays as the libraries left it
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("styleid study: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
-    return log
+    return common.command_logger("study")
 
 
 def run_export(args: argparse.Namespace) -> int:
