@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import StyleIDError
-from ..fileio import atomic_dir
+from ..fileio import atomic_dir, check_writable_dir
 from .psychometric_fit import GUESS, CellFit, FitOptions, fit_cell
 from .psychometric_plot import save_cell_plot, save_overview
 from .psychometric_trials import cell_counts, read_trials
@@ -39,13 +39,7 @@ def check_output_dir(out: str | os.PathLike) -> Path:
     if out.is_dir() and any(out.iterdir()) and not (out / RESULT).is_file():
         raise StyleIDError(f"{out}: folder is not empty and holds no {RESULT}; its files would be replaced, "
                            "so choose a new or empty folder")
-    parent = out.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise StyleIDError(f"{out}: cannot create the folder ({err.strerror})") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise StyleIDError(f"{out}: cannot write in {parent} (permission denied)")
+    check_writable_dir(out.resolve().parent)  # OUT itself is swapped in whole later
     return out
 
 

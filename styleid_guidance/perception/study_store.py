@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StyleIDError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, check_writable_dir
 
 RESPONSES = "responses.csv"
 SETTINGS = "study.json"
@@ -113,12 +113,7 @@ def open_store(folder: str | os.PathLike, settings: dict[str, Any]) -> Store:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise StyleIDError(f"{folder}: exists and is not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise StyleIDError(f"{folder}: cannot create the results folder ({err.strerror})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise StyleIDError(f"{folder}: cannot write in the results folder (permission denied)")
+    check_writable_dir(folder)  # created, and a file written and removed in it
     settings_path = folder / SETTINGS
     if settings_path.is_file():
         try:
