@@ -34,17 +34,11 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import StyleIDError
     from .psychometric import check_output_dir, fit_trials, summary_lines
-    from .psychometric_fit import GUESS, FitOptions
+    from .psychometric_fit import FitOptions
 
-    if not GUESS < args.target < 1:
-        raise StyleIDError(f"--target must be between 0.5 (chance in 2AFC) and 1, got {args.target:g}")
-    if not 0 <= args.max_lapse < 0.5:
-        raise StyleIDError(f"--max-lapse must be from 0 to below 0.5, got {args.max_lapse:g}")
-    if not 0 < args.ci < 1:
-        raise StyleIDError(f"--ci must be between 0 and 1, got {args.ci:g}")
     options = FitOptions(target=args.target, max_lapse=args.max_lapse, overdispersion=args.overdispersion, ci=args.ci)
+    options.check()  # before the output folder and the trials are touched
     with common.for_option("--output", args.output):  # before reading or fitting anything
         check_output_dir(args.output)
     result, cells = fit_trials(args.trials, args.output, options, progress=not args.no_progress)

@@ -42,12 +42,16 @@ class FitOptions:
     min_levels: int = 3           # fewer distinct levels cannot pin down threshold, width and lapse
 
     def check(self) -> None:
+        # one check for Python callers and the command line (`cli=`: the same sentence with the flag's name)
         if not GUESS < self.target < 1:
-            raise StyleIDError(f"target must be between 0.5 (chance in 2AFC) and 1, got {self.target}")
+            raise StyleIDError(f"target must be between 0.5 (chance in 2AFC) and 1, got {self.target}",
+                               cli=f"--target must be between 0.5 (chance in 2AFC) and 1, got {self.target:g}")
         if not 0 <= self.max_lapse < 0.5:
-            raise StyleIDError(f"max_lapse must be from 0 to 0.5, got {self.max_lapse}")
+            raise StyleIDError(f"max_lapse must be from 0 to 0.5, got {self.max_lapse}",
+                               cli=f"--max-lapse must be from 0 to below 0.5, got {self.max_lapse:g}")
         if not 0 < self.ci < 1:
-            raise StyleIDError(f"ci must be between 0 and 1, got {self.ci}")
+            raise StyleIDError(f"ci must be between 0 and 1, got {self.ci}",
+                               cli=f"--ci must be between 0 and 1, got {self.ci:g}")
 
 
 @dataclass
