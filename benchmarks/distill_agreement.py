@@ -65,9 +65,9 @@ def main() -> int:
     from styleid_guidance import StyleIDEncoder
     from styleid_guidance.tiny.rng import seeded
     from styleid_guidance.tiny.smoke_data import make_smoke_dataset
-    from styleid_guidance.train.distill import REPORT_FILE, distill
-    from styleid_guidance.train.distill_config import DistillConfig
-    from styleid_guidance.train.distill_report import format_report
+    from styleid_guidance.train.distill.distiller import REPORT_FILE, distill
+    from styleid_guidance.train.distill.config import DistillConfig
+    from styleid_guidance.train.distill.report import format_report
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.output) if args.output else Path(tmp)

@@ -10,10 +10,12 @@ every 5 ms, heap trimmed between runs), both including the loaded models, plus w
     python benchmarks/guidance_overhead.py --device cuda --size 512 --steps 25 --rounds 3
     python benchmarks/guidance_overhead.py --profile tiny --pipelines ip_adapter instantid infiniteyou   # smoke
     python benchmarks/guidance_overhead.py --profile real --device cuda   # released weights (Hub ids / cache)
+    python benchmarks/guidance_overhead.py --pipelines kontext --setups x0-tiny,x0-vae,xt-vae   # FLUX.1 Kontext, reduced
 
 Goals: x0 mode with the tiny decoder ≤ 1.2x the unguided time in this CPU benchmark and ≤ 1.3x at SD1.5 512 px
 on a GPU, at most half the overhead of x_t mode. Profiles: "full" = the real architectures with random weights
-(SD1.5 IP-Adapter FaceID-Plus, StyleID ViT-L/14 encoder, TAESD-sized tiny decoder), "tiny" = every pipeline's
+(SD1.5 IP-Adapter FaceID-Plus, StyleID ViT-L/14 encoder, TAESD-sized tiny decoder; FLUX.1 Kontext with the real
+16-channel FLUX VAE and a reduced transformer, width 1024 and 2 + 4 blocks, a TAEF1-sized decoder), "tiny" = every pipeline's
 `.tiny()`, "real" = every pipeline's `.from_pretrained()` defaults.
 
 Precision: `--precision` is the guidance's (decode + identity model, the callback's `precision`; auto = bf16 where
@@ -42,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from styleid_guidance.errors import StyleIDError, run_cli  # noqa: E402
 
-PIPELINES = ("ip_adapter", "instantid", "infiniteyou")
+PIPELINES = ("ip_adapter", "instantid", "infiniteyou", "kontext")
 SETUPS = (("unguided", None, None), ("x0 + VAE", "x0", "vae"), ("x0 + tiny decoder", "x0", "tiny"),
           ("x_t + VAE", "xt", "vae"), ("x_t + tiny decoder", "xt", "tiny"))
 SETUP_KEYS = {"unguided": "unguided", "x0-vae": "x0 + VAE", "x0-tiny": "x0 + tiny decoder", "xt-vae": "x_t + VAE",
@@ -99,7 +101,7 @@ def _trim_heap() -> None:
         pass
 
 
-def build_stylizer(name: str, profile: str, device: torch.device):
+def build_stylizer(name: str, profile: str, device: torch.device, size: int | None = None):
     if name == "ip_adapter":
         from styleid_guidance.pipelines.ip_adapter import IPAdapterStylizer
 
@@ -109,12 +111,32 @@ def build_stylizer(name: str, profile: str, device: torch.device):
             return IPAdapterStylizer.from_pretrained(device=device)
         return random_ip_adapter_stylizer(device)
     module = importlib.import_module(f"styleid_guidance.pipelines.{name}")
-    cls = getattr(module, {"instantid": "InstantIDStylizer", "infiniteyou": "InfiniteYouStylizer"}[name])
+    cls = getattr(module, {"instantid": "InstantIDStylizer", "infiniteyou": "InfiniteYouStylizer", "kontext": "KontextStylizer"}[name])
     if profile == "tiny":
         return cls.tiny(device=str(device))
     if profile == "real":
         return cls.from_pretrained(device=device)
-    raise StyleIDError(f"--profile full covers ip_adapter only ({name}: its full-size random model does not fit a CPU run); use --profile tiny or real")
+    if name == "kontext":
+        return reduced_kontext_stylizer(device, size)
+    raise StyleIDError(f"--profile full covers ip_adapter and kontext only ({name}: its full-size random model does not fit a CPU run); "
+                       "use --profile tiny or real")
+
+
+def reduced_kontext_stylizer(device: torch.device, size: int):
+    """FLUX.1 Kontext on diffusers' own pipeline: the real FLUX VAE, a reduced random transformer (full-size FLUX,
+    12B parameters, does not fit this benchmark's CPUs; shapes in styleid_guidance.tiny.kontext.REDUCED_TRANSFORMER)."""
+    from diffusers import FluxKontextPipeline
+
+    from styleid_guidance.pipelines.kontext import KontextStylizer
+    from styleid_guidance.tiny.face_embedder import TinyFaceEmbedder
+    from styleid_guidance.tiny.kontext import random_kontext_components
+
+    pipe = FluxKontextPipeline(**random_kontext_components())
+    pipe.to(device, torch.float16 if device.type == "cuda" else torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    # 128 text tokens (Kontext's default is 512): the text stream is the same in every set-up
+    return KontextStylizer(pipe, TinyFaceEmbedder(detector="mtcnn"), size=size,
+                           call_defaults={"max_sequence_length": 128, "_auto_resize": False})
 
 
 def random_ip_adapter_stylizer(device: torch.device):
@@ -124,7 +146,7 @@ def random_ip_adapter_stylizer(device: torch.device):
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from styleid_guidance.pipelines.ip_adapter import IPAdapterStylizer, load_ip_adapter
-    from styleid_guidance.tiny.faces import TinyFaceEmbedder
+    from styleid_guidance.tiny.face_embedder import TinyFaceEmbedder
     from styleid_guidance.tiny.rng import seeded
     from styleid_guidance.tiny.sd import random_sd15_components, tiny_ip_adapter_state_dict
 
@@ -146,7 +168,7 @@ def build_identity_loss(profile: str, face, device: torch.device, identity: str 
     from styleid_guidance import StyleIDEncoder, StyleIDLoss
 
     if identity == "student":  # the shape `styleid distill` gives a ViT-L/14 teacher's student (speed only)
-        from styleid_guidance.train.distill_student import build_student
+        from styleid_guidance.train.distill.student import build_student
 
         encoder = build_student("ViT-B-32", None, 768).requires_grad_(False)
     elif identity != "vit-l-14":
@@ -183,7 +205,7 @@ def bench_pipeline(name: str, args, device: torch.device, face) -> list[tuple[st
     from styleid_guidance.integrations import IdentityGuidanceCallback
 
     print(f"\n== {name} ({args.profile}) == building…", flush=True)
-    stylizer = build_stylizer(name, args.profile, device)
+    stylizer = build_stylizer(name, args.profile, device, args.size)
     loss = build_identity_loss(args.profile, face, device, args.identity)
     tiny = tiny_decoder_for(stylizer, args.profile, device)
     size = {} if args.size is None else {"height": args.size, "width": args.size}
@@ -260,7 +282,7 @@ def main(argv=None) -> int:
         args.size = 512 if cuda else 256
     args.steps = args.steps or (25 if cuda else 4)
     args.rounds = args.rounds or (3 if cuda else 1)
-    from styleid_guidance.images import load_image
+    from styleid_guidance.files.images import load_image
 
     face = load_image(Path(__file__).resolve().parents[1] / "examples" / "faces" / "astronaut.jpg")
     from styleid_guidance.devices import resolve_precision

@@ -45,7 +45,7 @@ def worker(mode: str, size: int, iters: int, warmup: int, device: str, threads: 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from styleid_guidance.jojogan.stylegan2 import Discriminator, Generator
     from styleid_guidance.jojogan.finetune import FinetuneConfig, finetune
-    from styleid_guidance.identity import build_identity_loss
+    from styleid_guidance.identity_losses import build_identity_loss
 
     if threads:
         torch.set_num_threads(threads)
@@ -55,15 +55,15 @@ def worker(mode: str, size: int, iters: int, warmup: int, device: str, threads: 
     discriminator = Discriminator(size, 2).to(dev)
     model = None
     if mode == "arcface":
-        from styleid_guidance.arcface import build_arcface_backbone
+        from styleid_guidance.baselines.arcface import build_arcface_backbone
 
         model = build_arcface_backbone()
     elif mode == "styleid":
-        from styleid_guidance.encoder import StyleIDEncoder
+        from styleid_guidance.encoder.model import StyleIDEncoder
 
         model = StyleIDEncoder.from_open_clip("ViT-L-14", pretrained=None)
     elif mode == "styleid-student":
-        from styleid_guidance.train.distill_student import build_student
+        from styleid_guidance.train.distill.student import build_student
 
         model = build_student("ViT-B-32", None, 768).requires_grad_(False)
     # as JoJoGAN does: generator output is FFHQ-aligned, so the face region is known (no detector)

@@ -42,7 +42,7 @@ def run_one(args: argparse.Namespace) -> dict:
     from accelerate import Accelerator
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from styleid_guidance.encoder import StyleIDEncoder
+    from styleid_guidance.encoder.model import StyleIDEncoder
     from styleid_guidance.losses import StyleIDObjective
     from styleid_guidance.train.trainer import TrainStep
 

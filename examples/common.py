@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import PIL.Image
 import PIL.ImageDraw
@@ -17,8 +17,8 @@ import PIL.ImageFont
 import torch
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.fileio import atomic_write
-from styleid_guidance.images import load_image
+from styleid_guidance.files.atomic import atomic_write
+from styleid_guidance.files.images import load_image
 
 FACES_DIR = Path(__file__).resolve().parent / "faces"
 DEFAULT_FACE = FACES_DIR / "astronaut.jpg"
@@ -27,21 +27,21 @@ CAPTION_HEIGHT = 34
 
 def add_guidance_args(parser: argparse.ArgumentParser) -> None:
     """Flags every guided example shares: the same groups and names as the `styleid` command."""
-    from styleid_guidance.cli import args as common
+    from styleid_guidance.cli import flags, values
     from styleid_guidance.pipelines.presets import STYLE_PROMPTS
 
     parser.add_argument("--face", default=str(DEFAULT_FACE), help="reference face photo (default: the bundled astronaut)")
     parser.add_argument("--style", default="pixar", help=f"one of {', '.join(STYLE_PROMPTS)}, or any prompt text")
-    common.add_levels(parser, default="4")
-    common.add_seed(parser)
-    common.add_output(parser, "where to save the annotated grid (.png)", required=False, default="outputs/guided.png")
-    common.add_identity_guidance(parser)
-    common.add_model(parser)
-    common.add_arcface_model(parser)
-    common.add_faces(parser)
-    common.add_device(parser)
-    common.add_tiny(parser)
-    parser.add_argument("--inference-steps", type=common.positive_int, default=None,
+    flags.add_levels(parser, default="4")
+    flags.add_seed(parser)
+    flags.add_output(parser, "where to save the annotated grid (.png)", required=False, default="outputs/guided.png")
+    flags.add_identity_guidance(parser)
+    flags.add_model(parser)
+    flags.add_arcface_model(parser)
+    flags.add_faces(parser)
+    flags.add_device(parser)
+    flags.add_tiny(parser)
+    parser.add_argument("--inference-steps", type=values.positive_int, default=None,
                         help="denoising steps (default: the strength preset's)")
 
 
@@ -53,12 +53,12 @@ def style_prompt(style: str) -> str:
 
 def build_scorers(args: argparse.Namespace, reference: PIL.Image.Image) -> dict[str, torch.nn.Module]:
     """{"StyleID": loss, "ArcFace": loss}, each holding the reference. --tiny: random tiny stand-ins."""
-    from styleid_guidance.identity import build_identity_loss
+    from styleid_guidance.identity_losses import build_identity_loss
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.tiny:
         from styleid_guidance import StyleIDEncoder
-        from styleid_guidance.arcface import build_arcface_backbone
+        from styleid_guidance.baselines.arcface import build_arcface_backbone
 
         styleid_model, arcface_model = StyleIDEncoder.from_pretrained("test-tiny"), build_arcface_backbone()
     else:
@@ -78,7 +78,7 @@ def build_guidance(args: argparse.Namespace, identity_loss: torch.nn.Module):
     if args.guidance_decoder:
         from diffusers import AutoencoderTiny
 
-        from styleid_guidance.hub import resolve_model_dir
+        from styleid_guidance.hub.resolve import resolve_model_dir
 
         folder = resolve_model_dir(args.guidance_decoder, kind="guidance decoder", flag="--guidance-decoder")
         device = identity_loss.device
@@ -134,3 +134,30 @@ def guided_comparison(stylize, face: PIL.Image.Image, prompt: str, levels: Seque
         rows.append([(face, "reference"), (plain, f"level {level} unguided\n{caption(plain, scorers)}"),
                      (guided, f"level {level} guided\n{caption(guided, scorers)}")])
     return annotated_grid(rows, title=title)
+
+
+def run_guided_example(args: argparse.Namespace, name: str | Callable[[Any], str], preset: Callable[[int], Any],
+                       build_stylizer: Callable[[], Any], **call_kwargs: Any) -> int:
+    """The body every guided example shares: check the levels before any model loads, build the stylizer, run it
+    unguided and guided per level with the same seed, save the captioned grid. `name` may depend on the stylizer
+    (IP-Adapter names its variant); `call_kwargs` go to every stylizer call (--inference-steps adds its own)."""
+    for level in args.levels:
+        preset(level)  # a bad level fails before any model loads
+    face = load_image(args.face)
+    stylizer = build_stylizer()
+    scorers = build_scorers(args, face)
+    guidance = build_guidance(args, scorers["StyleID"])
+    prompt = style_prompt(args.style)
+    if args.inference_steps is not None:
+        call_kwargs["num_inference_steps"] = args.inference_steps
+
+    def stylize(face, prompt, strength_level, identity_guidance, seed):
+        return stylizer(face, prompt, strength_level=strength_level, identity_guidance=identity_guidance, seed=seed,
+                        **call_kwargs)
+
+    label = name(stylizer) if callable(name) else name
+    grid = guided_comparison(stylize, face, prompt, args.levels, guidance, scorers, args.seed,
+                             title=f"{label}: {prompt!r}, seed {args.seed}, guidance {args.id_mode} scale "
+                                   f"{guidance.config.scale}")
+    print(f"saved {save_png(grid, args.output)}")
+    return 0

@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from examples.common import add_guidance_args, build_guidance, build_scorers, guided_comparison, save_png, style_prompt  # noqa: E402
-from styleid_guidance.pipelines.presets import infiniteyou_preset  # noqa: E402
+from examples.common import add_guidance_args, run_guided_example  # noqa: E402
 from styleid_guidance.errors import run_cli  # noqa: E402
-from styleid_guidance.images import load_image  # noqa: E402
+from styleid_guidance.files.images import load_image  # noqa: E402
+from styleid_guidance.pipelines.presets import infiniteyou_preset  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,32 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    for level in args.levels:
-        infiniteyou_preset(level)  # a bad level fails before any model loads
-    face = load_image(args.face)
     pose = load_image(args.pose) if args.pose else None
-    from styleid_guidance.pipelines.infiniteyou import InfiniteYouStylizer
 
-    if args.tiny:
-        stylizer = InfiniteYouStylizer.tiny(device=args.device or "cpu")
-    else:
-        stylizer = InfiniteYouStylizer.from_pretrained(args.base_model, infiniteyou=args.infiniteyou, model_version=args.model_version,
-                                                       arcface=args.arcface_model, detector=args.detector, model_rootpath=args.model_rootpath,
-                                                       device=args.device, cpu_offload=args.cpu_offload, quantize_8bit=args.quantize_8bit)
-    scorers = build_scorers(args, face)
-    guidance = build_guidance(args, scorers["StyleID"])
-    prompt = style_prompt(args.style)
-    overrides = {} if args.inference_steps is None else {"num_inference_steps": args.inference_steps}
-    if pose is not None:
-        overrides["pose_image"] = pose
+    def build():
+        from styleid_guidance.pipelines.infiniteyou import InfiniteYouStylizer
 
-    def stylize(face, prompt, strength_level, identity_guidance, seed):
-        return stylizer(face, prompt, strength_level=strength_level, identity_guidance=identity_guidance, seed=seed, **overrides)
+        if args.tiny:
+            return InfiniteYouStylizer.tiny(device=args.device or "cpu")
+        return InfiniteYouStylizer.from_pretrained(
+            args.base_model, infiniteyou=args.infiniteyou, model_version=args.model_version, arcface=args.arcface_model,
+            detector=args.detector, model_rootpath=args.model_rootpath, device=args.device, cpu_offload=args.cpu_offload,
+            quantize_8bit=args.quantize_8bit)
 
-    grid = guided_comparison(stylize, face, prompt, args.levels, guidance, scorers, args.seed,
-                             title=f"InfiniteYou: {prompt!r}, seed {args.seed}, guidance {args.id_mode} scale {guidance.config.scale}")
-    print(f"saved {save_png(grid, args.output)}")
-    return 0
+    return run_guided_example(args, "InfiniteYou", infiniteyou_preset, build, **({"pose_image": pose} if pose else {}))
 
 
 if __name__ == "__main__":

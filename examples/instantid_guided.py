@@ -16,10 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from examples.common import add_guidance_args, build_guidance, build_scorers, guided_comparison, save_png, style_prompt  # noqa: E402
-from styleid_guidance.pipelines.presets import instantid_preset  # noqa: E402
+from examples.common import add_guidance_args, run_guided_example  # noqa: E402
 from styleid_guidance.errors import run_cli  # noqa: E402
-from styleid_guidance.images import load_image  # noqa: E402
+from styleid_guidance.pipelines.presets import instantid_preset  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,28 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    for level in args.levels:
-        instantid_preset(level)  # a bad level fails before any model loads
-    face = load_image(args.face)
-    from styleid_guidance.pipelines.instantid import InstantIDStylizer
 
-    if args.tiny:
-        stylizer = InstantIDStylizer.tiny(device=args.device or "cpu")
-    else:
-        stylizer = InstantIDStylizer.from_pretrained(args.base_model, instantid=args.instantid, face_model=args.face_model,
-                                                     face_model_root=args.face_root, detector=args.detector, device=args.device)
-    scorers = build_scorers(args, face)
-    guidance = build_guidance(args, scorers["StyleID"])
-    prompt = style_prompt(args.style)
-    overrides = {} if args.inference_steps is None else {"num_inference_steps": args.inference_steps}
+    def build():
+        from styleid_guidance.pipelines.instantid import InstantIDStylizer
 
-    def stylize(face, prompt, strength_level, identity_guidance, seed):
-        return stylizer(face, prompt, strength_level=strength_level, identity_guidance=identity_guidance, seed=seed, **overrides)
+        if args.tiny:
+            return InstantIDStylizer.tiny(device=args.device or "cpu")
+        return InstantIDStylizer.from_pretrained(args.base_model, instantid=args.instantid, face_model=args.face_model,
+                                                 face_model_root=args.face_root, detector=args.detector, device=args.device)
 
-    grid = guided_comparison(stylize, face, prompt, args.levels, guidance, scorers, args.seed,
-                             title=f"InstantID: {prompt!r}, seed {args.seed}, guidance {args.id_mode} scale {guidance.config.scale}")
-    print(f"saved {save_png(grid, args.output)}")
-    return 0
+    return run_guided_example(args, "InstantID", instantid_preset, build)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from examples.common import add_guidance_args, build_guidance, build_scorers, guided_comparison, save_png, style_prompt  # noqa: E402
-from styleid_guidance.pipelines import ip_adapter as ipa  # noqa: E402
+from examples.common import add_guidance_args, run_guided_example  # noqa: E402
 from styleid_guidance.errors import run_cli  # noqa: E402
-from styleid_guidance.images import load_image  # noqa: E402
+from styleid_guidance.pipelines import ip_adapter as ipa  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,23 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    for level in args.levels:
-        ipa.ip_adapter_preset(level)  # a bad level fails before any model loads
-    face = load_image(args.face)
-    if args.tiny:
-        stylizer = ipa.IPAdapterStylizer.tiny(device=args.device or "cpu")
-    else:
-        stylizer = ipa.IPAdapterStylizer.from_pretrained(
+
+    def build():
+        if args.tiny:
+            return ipa.IPAdapterStylizer.tiny(device=args.device or "cpu")
+        return ipa.IPAdapterStylizer.from_pretrained(
             args.base_model, ip_adapter=args.ip_adapter, weight_name=args.weight_name, image_encoder=args.image_encoder,
             vae=None if str(args.vae).lower() == "none" else args.vae, face_model=args.face_model, face_root=args.face_root,
             detector=args.detector, device=args.device)
-    scorers = build_scorers(args, face)
-    guidance = build_guidance(args, scorers["StyleID"])
-    prompt = style_prompt(args.style)
-    grid = guided_comparison(stylizer, face, prompt, args.levels, guidance, scorers, args.seed,
-                             title=f"IP-Adapter {stylizer.variant}: {prompt!r}, seed {args.seed}, guidance {args.id_mode} scale {guidance.config.scale}")
-    print(f"saved {save_png(grid, args.output)}")
-    return 0
+
+    return run_guided_example(args, lambda stylizer: f"IP-Adapter {stylizer.variant}", ipa.ip_adapter_preset, build)
 
 
 if __name__ == "__main__":

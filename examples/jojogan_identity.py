@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from examples.common import FACES_DIR, annotated_grid, save_png  # noqa: E402
-from styleid_guidance.cli import args as common  # noqa: E402
+from styleid_guidance.cli import flags, parsing, runtime, values  # noqa: E402
 from styleid_guidance.errors import StyleIDError, run_cli  # noqa: E402
 from styleid_guidance.jojogan.cli import DEFAULT_E4E, DEFAULT_STYLEGAN  # noqa: E402
 from styleid_guidance.jojogan.config import FinetuneConfig  # noqa: E402
@@ -31,10 +31,10 @@ ID_LOSSES = (("none", "no identity loss"), ("arcface", "ArcFace identity loss"),
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = common.Parser(prog="jojogan_identity", description=__doc__.split("\n")[0])
+    p = parsing.Parser(prog="jojogan_identity", description=__doc__.split("\n")[0])
     p.add_argument("style", nargs="?", default=str(DEFAULT_STYLE), help="style reference image (default: the shipped painting)")
     p.add_argument("face", nargs="?", default=str(DEFAULT_FACE), help="face photo to stylize (default: the shipped photo)")
-    common.add_output(p, "where to save the labelled grid (.png)", required=False, default="outputs/jojogan_identity.png")
+    flags.add_output(p, "where to save the labelled grid (.png)", required=False, default="outputs/jojogan_identity.png")
     p.add_argument("--stylegan-ckpt", "--stylegan_ckpt", dest="stylegan_ckpt", default=DEFAULT_STYLEGAN, metavar="PATH",
                    help="rosinality StyleGAN2 checkpoint with g_ema and d (default: %(default)s)")
     p.add_argument("--e4e-ckpt", "--e4e_ckpt", dest="e4e_ckpt", default=DEFAULT_E4E, metavar="PATH",
@@ -42,12 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     d = FinetuneConfig()
     p.add_argument("--max-steps", "--num-iter", "--num_iter", dest="max_steps", type=int, default=d.num_iter,
                    help=f"fine-tuning iterations per generator (default: %(default)s; at most {TINY_MAX_STEPS} with --tiny)")
-    p.add_argument("--id-weight", "--id_weight", dest="id_weight", type=common.finite_float, default=d.id_weight,
+    p.add_argument("--id-weight", "--id_weight", dest="id_weight", type=values.finite_float, default=d.id_weight,
                    help="weight of the identity term (default: %(default)s)")
-    common.add_faces(p, crop=False)
-    common.add_device(p)
-    common.add_seed(p)
-    common.add_tiny(p)
+    flags.add_faces(p, crop=False)
+    flags.add_device(p)
+    flags.add_seed(p)
+    flags.add_tiny(p)
     return p
 
 
@@ -67,7 +67,7 @@ def check_output(path: str | os.PathLike) -> Path:
 
 
 def _main(argv=None) -> int:
-    from styleid_guidance.images import load_image
+    from styleid_guidance.files.images import load_image
     from styleid_guidance.jojogan.api import JoJoGAN
 
     args = build_parser().parse_args(argv)
@@ -77,16 +77,16 @@ def _main(argv=None) -> int:
     for what in (args.style, args.face):  # a damaged image fails before any model is loaded
         load_image(what)
     style, face = args.style, args.face  # paths: an error (no face found) names the file
-    device = common.device_from(args)
+    device = runtime.device_from(args)
     steps = min(args.max_steps, TINY_MAX_STEPS) if args.tiny else args.max_steps
     if args.tiny:
         jj = JoJoGAN.tiny(device=device, seed=args.seed)
     else:  # the same loaders, and the same flag named in an error, as `styleid jojogan train`
         from styleid_guidance.jojogan import checkpoints
 
-        with common.for_option("--stylegan-ckpt"):
+        with parsing.for_option("--stylegan-ckpt"):
             generator, discriminator = checkpoints.load_stylegan(args.stylegan_ckpt, size=1024)
-        with common.for_option("--e4e-ckpt"):
+        with parsing.for_option("--e4e-ckpt"):
             inverter = checkpoints.load_e4e(args.e4e_ckpt, stylegan_size=1024)
         jj = JoJoGAN(generator, discriminator, inverter, device=device)
     jj.detector = args.detector or jj.detector

@@ -3,8 +3,9 @@
     from styleid_guidance.integrations import IdentityGuidanceCallback, prepare_guidance_kwargs
 
 Modules, by concern: `callback` (IdentityGuidanceCallback), `composition` (prepare_guidance_kwargs),
-`schedulers` (exact x0 recovery and the x0 → latents map per scheduler), `latents` (FLUX unpacking and the
-differentiable decode), `hooks` (what `attach` installs on a pipeline). The names below are imported on first
+`x0_estimate` (exact x0 recovery and the x0 → latents map per scheduler), `latents` (FLUX unpacking and the
+differentiable decode), `hooks` (what `attach` installs on a pipeline), `reference_tokens` (FLUX.1 Kontext's
+reference-image tokens, kept out of the guidance). The names below are imported on first
 use, so `import styleid_guidance.integrations` does not load diffusers.
 """
 from __future__ import annotations
@@ -16,10 +17,10 @@ from styleid_guidance.lazy import lazy_exports
 _EXPORTS = {
     "IdentityGuidanceCallback": "callback",
     "prepare_guidance_kwargs": "composition",
-    "SUPPORTED_SCHEDULERS": "schedulers",
-    "check_scheduler": "schedulers",
-    "recover_x0": "schedulers",
-    "x0_from_xt": "schedulers",
+    "SUPPORTED_SCHEDULERS": "x0_estimate",
+    "check_scheduler": "x0_estimate",
+    "recover_x0": "x0_estimate",
+    "x0_from_xt": "x0_estimate",
     "unpack_flux_latents": "latents",
     "decode_latents": "latents",
 }
@@ -34,4 +35,4 @@ if TYPE_CHECKING:
     from .callback import IdentityGuidanceCallback
     from .composition import prepare_guidance_kwargs
     from .latents import decode_latents, unpack_flux_latents
-    from .schedulers import SUPPORTED_SCHEDULERS, check_scheduler, recover_x0, x0_from_xt
+    from .x0_estimate import SUPPORTED_SCHEDULERS, check_scheduler, recover_x0, x0_from_xt

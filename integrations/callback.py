@@ -13,7 +13,8 @@ Opt-in mode ("xt", FreeDoM-style): re-run the denoiser with gradients on the ste
     pipe(..., callback_on_step_end=cb, callback_on_step_end_tensor_inputs=cb.tensor_inputs)
 
 Pipelines of this project take `identity_guidance=cb` and call `prepare_guidance_kwargs` (composition.py).
-The scheduler formulas live in schedulers.py, the decode in latents.py, the pipeline hooks in hooks.py.
+The scheduler formulas live in x0_estimate.py, the decode in latents.py, the pipeline hooks in hooks.py, the
+split of FLUX.1 Kontext's reference-image tokens from the generated ones in reference_tokens.py.
 """
 from __future__ import annotations
 
@@ -29,9 +30,11 @@ from diffusers.callbacks import PipelineCallback
 from styleid_guidance.devices import check_precision, resolve_precision
 from styleid_guidance.errors import StyleIDError
 
-from .hooks import expose_noise_pred, find_denoiser, forget_inputs, record_denoiser_inputs, recorded_inputs
+from .descent import identity_descent
+from .hooks import expose_noise_pred, find_denoiser, forget_inputs, record_denoiser_inputs, recorded_inputs, take_call_count
 from .latents import decode_latents, flux_token_grid, unpack_flux_latents
-from .schedulers import check_scheduler, model_input_scale, record_guided_x0, recover_x0, x0_from_xt, x0_weight_in_xt
+from .reference_tokens import check_single_denoiser_call, split_reference_tokens
+from .x0_estimate import check_scheduler, model_input_scale, record_guided_x0, recover_x0, x0_from_xt, x0_weight_in_xt
 
 MODES = ("x0", "xt")
 
@@ -56,7 +59,7 @@ class IdentityGuidanceCallback(PipelineCallback):
     """Steer diffusers sampling towards the identity of a reference face.
 
     Args:
-        identity_loss: an identity loss from `styleid_guidance.identity` holding its reference face(s)
+        identity_loss: an identity loss from `styleid_guidance.identity_losses` holding its reference face(s)
             (one reference broadcasts over the batch; B references pair up). Where the face is in the
             generated image is the loss's business: build it with `crop="face"` (the reference photo's
             landmarks are reused) and, for another framing, `face_region=FaceRegion...`.
@@ -153,6 +156,7 @@ class IdentityGuidanceCallback(PipelineCallback):
         num_steps = getattr(pipeline, "_num_timesteps", None) or len(scheduler.timesteps)
         if step_index == 0:
             self.last_losses = []
+        calls = take_call_count(pipeline)  # every step, guided or not: the count is per step
         if not self._is_guided(step_index, num_steps):
             return callback_kwargs
         if "latents" not in callback_kwargs:
@@ -163,6 +167,7 @@ class IdentityGuidanceCallback(PipelineCallback):
             if self.config.mode == "x0":
                 delta, factor = self._x0_step(pipeline, step_index, timestep, latents, callback_kwargs.get("noise_pred"))
             else:
+                check_single_denoiser_call(calls)
                 delta, factor = self._xt_step(pipeline, step_index, timestep, latents)
         guided = (latents.float() + factor * delta).to(latents.dtype)
         if not torch.isfinite(guided).all():  # never let guidance corrupt the image
@@ -193,7 +198,8 @@ class IdentityGuidanceCallback(PipelineCallback):
         _, factor = recover_x0(scheduler, latents, torch.zeros_like(latents), timestep)
         args, kwargs = list(record["args"]), dict(record["kwargs"])
         key = 0 if args else ("sample" if "sample" in kwargs else "hidden_states")
-        model_in = args[0] if args else kwargs[key]
+        # FLUX.1 Kontext appends the reference image's tokens: guidance moves the generated ones only
+        model_in, tokens = split_reference_tokens(args[0] if args else kwargs[key], latents)
         batch = latents.shape[0]
         copies = model_in.shape[0] // batch
         if copies not in (1, 2) or copies * batch != model_in.shape[0]:
@@ -205,7 +211,7 @@ class IdentityGuidanceCallback(PipelineCallback):
         weight = x0_weight_in_xt(scheduler, timestep)
         for r in range(self.config.repeats):
             z = (x_t + weight * delta).requires_grad_(True)
-            inp = (z * in_scale).to(model_in.dtype).repeat(copies, *([1] * (z.ndim - 1)))
+            inp = tokens.join((z * in_scale).to(model_in.dtype).repeat(copies, *([1] * (z.ndim - 1))))
             if args:
                 args[0] = inp
             else:
@@ -215,7 +221,7 @@ class IdentityGuidanceCallback(PipelineCallback):
                 out = denoiser(*args, **kwargs)
             finally:
                 record["paused"] = False
-            out = out[0] if isinstance(out, (tuple, list)) else out.sample
+            out = tokens.output(out[0] if isinstance(out, (tuple, list)) else out.sample)
             if copies == 2:  # classifier-free guidance, combined as the pipeline does
                 uncond, cond = out.float().chunk(2)
                 out = uncond + float(pipe.guidance_scale) * (cond - uncond)
@@ -226,17 +232,11 @@ class IdentityGuidanceCallback(PipelineCallback):
 
     def _descent(self, loss: torch.Tensor, z: torch.Tensor, step_index: int) -> torch.Tensor:
         """−scale · (normalised) ∇_z loss, per sample; non-finite samples get no update and a warning."""
-        (grad,) = torch.autograd.grad(loss.sum(), z)
-        grad = grad.detach().float()
-        dims = tuple(range(1, grad.ndim))
-        finite = torch.isfinite(grad).all(dim=dims) & torch.isfinite(loss.detach())
+        delta, finite = identity_descent(loss, z, self.config.scale, normalize=self.config.normalize_grad)
         if not bool(finite.all()):
             warnings.warn(f"identity guidance: non-finite identity loss/gradient at step {step_index} for "
                           f"{int((~finite).sum())} of {len(finite)} samples; their update is skipped", RuntimeWarning, stacklevel=3)
-        grad = torch.where(finite.view(-1, *([1] * len(dims))), grad, torch.zeros_like(grad)).nan_to_num(0.0, 0.0, 0.0)
-        if self.config.normalize_grad:
-            grad = grad / grad.pow(2).mean(dim=dims, keepdim=True).sqrt().clamp_min(1e-12)
-        return -self.config.scale * grad
+        return delta
 
     @property
     def precision(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from styleid_guidance.errors import StyleIDError
@@ -35,7 +36,8 @@ def expose_noise_pred(pipe: Any) -> None:
 def record_denoiser_inputs(pipe: Any) -> dict[str, Any]:
     """Install (once per denoiser) a forward pre-hook that remembers the denoiser's latest call arguments.
 
-    The record is a dict {"module", "handle", "paused", "args", "kwargs"}; set "paused" while re-running the
+    The record is a dict {"module", "handle", "paused", "args", "kwargs", "calls", "timestep"} ("calls": the
+    pipeline's denoiser calls at the latest timestep); set "paused" while re-running the
     denoiser yourself so the hook does not overwrite the pipeline's own call with yours."""
     denoiser = find_denoiser(pipe)
     record = getattr(pipe, _RECORDER, None)
@@ -48,6 +50,14 @@ def record_denoiser_inputs(pipe: Any) -> dict[str, Any]:
     def _remember(module: nn.Module, args: tuple, kwargs: dict) -> None:
         if not record["paused"]:
             record["args"], record["kwargs"] = args, kwargs
+            # pipelines with true CFG (FLUX.1 Kontext's true_cfg_scale) call the denoiser twice per step, and
+            # the record then holds only the negative call: the x_t mode must know, not re-run the wrong one.
+            # Counted per timestep value, so calls of earlier runs without the callback are not counted.
+            t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
+            last = record.get("timestep")
+            same = isinstance(t, torch.Tensor) and isinstance(last, torch.Tensor) and t.shape == last.shape and torch.equal(t, last)
+            record["calls"] = record.get("calls", 0) + 1 if same else 1
+            record["timestep"] = t.detach().clone() if isinstance(t, torch.Tensor) else None
 
     record["handle"] = denoiser.register_forward_pre_hook(_remember, with_kwargs=True)
     setattr(pipe, _RECORDER, record)
@@ -59,9 +69,20 @@ def recorded_inputs(pipe: Any) -> dict[str, Any] | None:
     return getattr(pipe, _RECORDER, None)
 
 
+def take_call_count(pipe: Any) -> int:
+    """How many times the pipeline called the denoiser at the latest timestep (its own calls, not a paused
+    re-run); resets the count, so each step-end callback reads its own step's calls."""
+    record = recorded_inputs(pipe)
+    if record is None:
+        return 0
+    calls, record["calls"] = record.get("calls", 0), 0
+    return calls
+
+
 def forget_inputs(pipe: Any) -> None:
     """Drop the last call's recorded inputs (tensors of the whole batch) once sampling is over."""
     record = recorded_inputs(pipe)
     if record is not None:
         record.pop("args", None)
         record.pop("kwargs", None)
+        record.pop("timestep", None)

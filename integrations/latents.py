@@ -25,9 +25,13 @@ def unpack_flux_latents(latents: torch.Tensor, grid_hw: tuple[int, int]) -> torc
 
 def flux_token_grid(latents: torch.Tensor, img_ids: torch.Tensor | None = None) -> tuple[int, int]:
     """The (h, w) token grid of packed latents: from the transformer's `img_ids` (rows hold (0, y, x)) when
-    known, else the latents must be square — a packed tensor alone cannot tell 64x48 from 48x64."""
+    known, else the latents must be square — a packed tensor alone cannot tell 64x48 from 48x64.
+
+    Only the first `latents.shape[1]` rows describe the generated tokens: FLUX.1 Kontext appends the reference
+    image's ids (first coordinate 1, its own grid, possibly another size) after them."""
     if img_ids is not None:
-        ids = img_ids.reshape(-1, img_ids.shape[-1])
+        ids = img_ids[0] if img_ids.ndim == 3 else img_ids  # (B, N, 3) is diffusers' deprecated batched form
+        ids = ids[: latents.shape[1]]
         return int(ids[:, 1].max()) + 1, int(ids[:, 2].max()) + 1
     side = int(round(latents.shape[1] ** 0.5))
     if side * side != latents.shape[1]:

@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image
 
 from styleid_guidance.errors import NoFaceError, StyleIDError
-from styleid_guidance.faces import ARCFACE_TEMPLATE, FaceRegion, largest_face
-from styleid_guidance.images import ImageInput, load_image
+from styleid_guidance.faces.detection import ARCFACE_TEMPLATE, FaceRegion, largest_face
+from styleid_guidance.files.images import ImageInput, load_image
 
 
 def ffhq_quad(landmarks: np.ndarray) -> tuple[np.ndarray, float]:

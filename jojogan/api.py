@@ -17,7 +17,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.images import ImageInput, to_pil, to_tensor
+from styleid_guidance.files.images import ImageInput, to_pil, to_tensor
 
 from . import checkpoints
 from .align import align_face, center_crop, ffhq_face_region
@@ -32,13 +32,13 @@ def _default_device() -> torch.device:
 
 
 def _tiny_styleid_encoder() -> nn.Module:
-    from styleid_guidance.encoder import StyleIDEncoder
+    from styleid_guidance.encoder.model import StyleIDEncoder
 
     return StyleIDEncoder.from_open_clip("test-tiny", pretrained=None)
 
 
 def _random_arcface() -> nn.Module:
-    from styleid_guidance.arcface import build_arcface_backbone
+    from styleid_guidance.baselines.arcface import build_arcface_backbone
 
     return build_arcface_backbone()
 
@@ -109,7 +109,7 @@ class JoJoGAN:
             return identity_loss
         if identity_loss not in ID_LOSSES:
             raise StyleIDError(f"identity_loss must be one of {', '.join(ID_LOSSES)} or an IdentityLoss, got {identity_loss!r}")
-        from styleid_guidance.identity import build_identity_loss
+        from styleid_guidance.identity_losses import build_identity_loss
 
         model = id_model if id_model is not None else self.identity_models.get(identity_loss)
         if callable(model) and not isinstance(model, nn.Module):

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.fileio import atomic_write
-from styleid_guidance.safeload import load_weights_only
+from styleid_guidance.files.atomic import atomic_write
+from styleid_guidance.files.safeload import load_weights_only
 
 from .e4e import E4EInverter, Encoder4Editing
 from .stylegan2 import Discriminator, Generator

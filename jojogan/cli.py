@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..cli import args as common
+from ..cli import flags, parsing, runtime, values
 from ..errors import StyleIDError
 from .config import ID_LOSSES, FinetuneConfig
 
@@ -23,7 +23,7 @@ DEFAULT_E4E = "models/e4e_ffhq_encode.pt"
 
 
 def _power_of_two(text: str) -> int:
-    value = common.positive_int(text)
+    value = values.positive_int(text)
     if value < 16 or value > 4096 or value & (value - 1):
         raise argparse.ArgumentTypeError(f"must be a power of two from 16 to 4096 (StyleGAN2 doubles its resolution per block), got {value}")
     return value
@@ -34,10 +34,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="e4e encoder checkpoint (default: %(default)s)")
     p.add_argument("--no-align", "--no_align", dest="no_align", action="store_true",
                    help="the images are already FFHQ-aligned: centre-crop instead of detecting the face")
-    common.add_faces(p, crop=False)
-    common.add_device(p)
-    common.add_tiny(p)
-    common.add_seed(p)
+    flags.add_faces(p, crop=False)
+    flags.add_device(p)
+    flags.add_tiny(p)
+    flags.add_seed(p)
 
 
 def register(sub: Any) -> None:
@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
     t = jsub.add_parser("train", help="fine-tune StyleGAN2 on style reference(s); writes an upstream-format style checkpoint",
                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("style_images", nargs="+", metavar="STYLE", help="style reference image(s) (faces)")
-    common.add_output(t, "style checkpoint to write (.pt, upstream JoJoGAN format {'g': ...})")
+    flags.add_output(t, "style checkpoint to write (.pt, upstream JoJoGAN format {'g': ...})")
     t.add_argument("--stylegan-ckpt", "--stylegan_ckpt", dest="stylegan_ckpt", default=DEFAULT_STYLEGAN, metavar="PATH",
                    help="rosinality StyleGAN2 checkpoint with g_ema and d (default: %(default)s)")
     t.add_argument("--latents", nargs="+", default=None, metavar="PT",
@@ -60,23 +60,23 @@ def register(sub: Any) -> None:
     g = t.add_argument_group("identity term")
     g.add_argument("--id-loss", "--id_loss", dest="id_loss", choices=ID_LOSSES, default="styleid",
                    help="identity model of the identity term; none = upstream JoJoGAN (default: %(default)s)")
-    g.add_argument("--id-weight", "--id_weight", dest="id_weight", type=common.finite_float, default=d.id_weight,
+    g.add_argument("--id-weight", "--id_weight", dest="id_weight", type=values.finite_float, default=d.id_weight,
                    help="weight of the identity term (default: %(default)s)")
-    common.add_model(g)
-    common.add_arcface_model(g)
-    common.add_precision(g, "auto")  # the identity term only; the generators stay fp32
+    flags.add_model(g)
+    flags.add_arcface_model(g)
+    flags.add_precision(g, "auto")  # the identity term only; the generators stay fp32
     g = t.add_argument_group("fine-tuning")
     g.add_argument("--max-steps", "--num-iter", "--num_iter", dest="max_steps", type=int, default=d.num_iter,
                    help="fine-tuning iterations (default: %(default)s)")
-    g.add_argument("--lr", type=common.finite_float, default=d.lr, help="Adam learning rate (default: %(default)s)")
-    g.add_argument("--alpha", type=common.finite_float, default=d.alpha, help="style strength in [0, 1] (default: %(default)s)")
+    g.add_argument("--lr", type=values.finite_float, default=d.lr, help="Adam learning rate (default: %(default)s)")
+    g.add_argument("--alpha", type=values.finite_float, default=d.alpha, help="style strength in [0, 1] (default: %(default)s)")
     g.add_argument("--preserve-color", "--preserve_color", dest="preserve_color", action="store_true",
                    help="swap only w+ layers 9, 11, 15-17, keeping the photo's colours")
     g.add_argument("--sample-every", "--sample_every", dest="sample_every", type=int, default=50,
                    help="write a before/after grid every N iterations; 0 = off (default: %(default)s)")
     g.add_argument("--sample-dir", "--sample_dir", dest="sample_dir", default=None, metavar="DIR",
                    help="folder for the sample grids (default: OUTPUT_samples/)")
-    common.add_progress(g)
+    flags.add_progress(g)
     _add_common(t)
     t.set_defaults(func=run_train)
 
@@ -86,10 +86,10 @@ def register(sub: Any) -> None:
     s.add_argument("faces", nargs="+", metavar="FACE", help="face photos")
     s.add_argument("--style-ckpt", "--style_ckpt", dest="style_ckpt", required=True, metavar="PT",
                    help="style checkpoint written by `styleid jojogan train` (or an upstream JoJoGAN .pt)")
-    common.add_output(s, "folder for the results (default: stylized)", required=False, default="stylized")
+    flags.add_output(s, "folder for the results (default: stylized)", required=False, default="stylized")
     s.add_argument("--side-by-side", "--side_by_side", dest="side_by_side", action="store_true",
                    help="save the aligned input and the result next to each other")
-    common.add_progress(s)
+    flags.add_progress(s)
     _add_common(s)
     s.set_defaults(func=run_stylize)
 
@@ -111,16 +111,16 @@ def _load_latents(paths: Sequence[str], n_latent: int) -> Any:
 
 def _check_outputs(args: argparse.Namespace, output: Path, sample_dir: Path) -> None:
     """Before the fine-tuning: the checkpoint and sample folder can be written, nothing is silently replaced."""
-    from ..fileio import check_writable_dir, check_writable_file
+    from ..files.atomic import check_writable_dir, check_writable_file
 
     if output.suffix != ".pt":
         raise StyleIDError(f"--output {output}: a style checkpoint is a .pt file")
     if output.exists() and not args.overwrite:
         raise StyleIDError(f"--output {output}: exists; pass --overwrite to replace it (and its sample grids)")
-    with common.for_option("--output"):
+    with parsing.for_option("--output"):
         check_writable_file(output)
     if args.sample_every:
-        with common.for_option("--sample-dir"):
+        with parsing.for_option("--sample-dir"):
             check_writable_dir(sample_dir)
     for old in sample_dir.glob("iter_*.png"):  # a new run's grids must not sit beside an old run's
         old.unlink()
@@ -136,23 +136,23 @@ def run_train(args: argparse.Namespace) -> int:
     output = Path(args.output)
     sample_dir = Path(args.sample_dir or output.with_name(output.stem + "_samples"))
     _check_outputs(args, output, sample_dir)
-    device = common.device_from(args)
+    device = runtime.device_from(args)
     if args.tiny:
         jj = JoJoGAN.tiny(size=args.size or 64, device=device, seed=args.seed)
     else:
         from . import checkpoints
 
         size = args.size or 1024
-        with common.for_option("--stylegan-ckpt"):
+        with parsing.for_option("--stylegan-ckpt"):
             generator, discriminator = checkpoints.load_stylegan(args.stylegan_ckpt, size=size)
-        with common.for_option("--e4e-ckpt"):
+        with parsing.for_option("--e4e-ckpt"):
             inverter = checkpoints.load_e4e(args.e4e_ckpt, stylegan_size=size)
         jj = JoJoGAN(generator, discriminator, inverter, device=device)
     jj.detector = args.detector or jj.detector
     jj.model_rootpath = args.model_rootpath
     latents = _load_latents(args.latents, jj.generator.n_latent) if args.latents else None
     id_model = args.model if args.id_loss == "styleid" else args.arcface_model
-    if args.tiny and args.model == common.RELEASED_MODEL:
+    if args.tiny and args.model == flags.RELEASED_MODEL:
         id_model = None  # --tiny: the tiny random identity models
     generator = jj.finetune(args.style_images, identity_loss=args.id_loss, id_weight=args.id_weight, num_iter=args.max_steps,
                             preserve_color=args.preserve_color, alpha=args.alpha, lr=args.lr, seed=args.seed,
@@ -162,7 +162,7 @@ def run_train(args: argparse.Namespace) -> int:
     jj.save_style(generator, output, id_loss=args.id_loss, id_weight=args.id_weight, num_iter=args.max_steps,
                   alpha=args.alpha, preserve_color=args.preserve_color, lr=args.lr, seed=args.seed,
                   style_images=[str(s) for s in args.style_images])
-    print(f"wrote {output}" + (f" (samples in {sample_dir}/)" if args.sample_every else ""))
+    runtime.command_logger("jojogan train").info(f"wrote {output}" + (f" (samples in {sample_dir}/)" if args.sample_every else ""))
     return 0
 
 
@@ -170,21 +170,21 @@ def run_stylize(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from ..fileio import atomic_write, check_writable_dir
+    from ..files.atomic import atomic_write, check_writable_dir
     from . import checkpoints
     from .api import JoJoGAN
 
-    with common.for_option("--output"):
+    with parsing.for_option("--output"):
         check_writable_dir(args.output)
-    device = common.device_from(args)
-    with common.for_option("--style-ckpt", args.style_ckpt):
+    device = runtime.device_from(args)
+    with parsing.for_option("--style-ckpt", args.style_ckpt):
         generator = checkpoints.load_style(args.style_ckpt)
     if args.tiny:
         jj = JoJoGAN.tiny(size=generator.size, device=device, seed=args.seed)
-        with common.for_option("--style-ckpt", args.style_ckpt):
+        with parsing.for_option("--style-ckpt", args.style_ckpt):
             generator = jj.load_style(args.style_ckpt)  # checks it was made with --tiny
     else:  # stylizing needs no discriminator
-        with common.for_option("--e4e-ckpt", args.e4e_ckpt):
+        with parsing.for_option("--e4e-ckpt", args.e4e_ckpt):
             inverter = checkpoints.load_e4e(args.e4e_ckpt, stylegan_size=generator.size)
         jj = JoJoGAN(generator, None, inverter, device=device)
     jj.detector = args.detector or jj.detector

@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.fileio import atomic_write
+from styleid_guidance.files.atomic import atomic_write
 
 from .config import FinetuneConfig
 from .stylegan2 import Discriminator, Generator
@@ -105,7 +105,7 @@ def sample_grid(frozen: Generator, student: Generator, latents: Tensor) -> Tenso
 
 
 def save_grid(grid: Tensor, path: str | os.PathLike) -> None:
-    from styleid_guidance.images import to_pil
+    from styleid_guidance.files.images import to_pil
 
     with atomic_write(path) as tmp:
         to_pil(grid).save(tmp, format="PNG")

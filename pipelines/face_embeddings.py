@@ -5,13 +5,13 @@ alignment and model; anything else degrades identity. The upstream front ends, r
 
 - InstantID (antelopev2) and IP-Adapter FaceID (buffalo_l): insightface's `FaceAnalysis` end to end — SCRFD at
   det_size 640, the largest face, `norm_crop` to 112 px, the pack's recogniser, *raw* `face.embedding`
-  (`InsightFaceEmbedder`, on `styleid_guidance.insightface_app.FaceApp`).
+  (`InsightFaceEmbedder`, on `styleid_guidance.faces.insightface_app.FaceApp`).
 - InfiniteYou: the same antelopev2 SCRFD (640, then 320, then 160 when nothing is found), the largest face,
   `norm_crop` on the BGR photo, and facexlib's ArcFace IR-SE50 on the BGR crop in [−1, 1], which L2-normalises
   (`ArcFaceEmbedder`).
 - Offline or without a pack: facexlib RetinaFace or MTCNN (which ships its weights) give the same 5 points;
   pass `detector="retinaface"` / `"mtcnn"`. `ONNXFaceEmbedder` runs a recognition .onnx on those crops.
-- Tiny mode (`FaceEmbedder.tiny()`, from `styleid_guidance.tiny.faces`): a seeded random convnet on the same
+- Tiny mode (`FaceEmbedder.tiny()`, from `styleid_guidance.tiny.face_embedder`): a seeded random convnet on the same
   crop, so the tiny stylizers run offline and deterministically.
 """
 from __future__ import annotations
@@ -27,11 +27,11 @@ import torch
 from torch import nn
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.faces import ARCFACE_TEMPLATE, largest_face, similarity_transform
-from styleid_guidance.images import ImageInput, load_image
+from styleid_guidance.faces.detection import ARCFACE_TEMPLATE, largest_face, similarity_transform
+from styleid_guidance.files.images import ImageInput, load_image
 
 if TYPE_CHECKING:
-    from styleid_guidance.insightface_app import FaceApp
+    from styleid_guidance.faces.insightface_app import FaceApp
 
 ALIGNED_SIZE = 112
 RECOGNITION_FILES = ("glintr100.onnx", "w600k_r50.onnx")  # antelopev2, buffalo_l
@@ -42,7 +42,7 @@ def align_face(image: ImageInput, landmarks: np.ndarray, size: int = ALIGNED_SIZ
     112 or 128, as insightface allows), else the same template scaled to `size`."""
     rgb = np.asarray(load_image(image))
     if size % 112 == 0 or size % 128 == 0:
-        from styleid_guidance.insightface_app import norm_crop
+        from styleid_guidance.faces.insightface_app import norm_crop
 
         return norm_crop(rgb, landmarks, size)
     matrix = similarity_transform(np.asarray(landmarks, np.float64), ARCFACE_TEMPLATE * size)[:2]
@@ -83,8 +83,8 @@ class FaceEmbedder:
 
     @classmethod
     def tiny(cls, dim: int = 512, seed: int = 0, detector: str = "mtcnn", **kwargs: Any) -> "FaceEmbedder":
-        """A seeded random stand-in for the face models (offline, deterministic; see `styleid_guidance.tiny.faces`)."""
-        from styleid_guidance.tiny.faces import TinyFaceEmbedder
+        """A seeded random stand-in for the face models (offline, deterministic; see `styleid_guidance.tiny.face_embedder`)."""
+        from styleid_guidance.tiny.face_embedder import TinyFaceEmbedder
 
         return TinyFaceEmbedder(dim=dim, seed=seed, detector=detector, **kwargs)
 
@@ -92,7 +92,7 @@ class FaceEmbedder:
         return self.face_app.largest_face(bgr, self.retry, bgr=True, name=name, hint=NO_FACE_HINT)
 
     def _embed_insightface(self, bgr: np.ndarray, face: Any) -> torch.Tensor:
-        from styleid_guidance.insightface_app import norm_crop
+        from styleid_guidance.faces.insightface_app import norm_crop
 
         crop = norm_crop(bgr, face.kps, ALIGNED_SIZE)  # BGR, as upstream crops the cv2 image
         return self.embed_aligned(np.ascontiguousarray(crop[None, :, :, ::-1]))[0]
@@ -101,7 +101,7 @@ class FaceEmbedder:
         """(landmarks [5, 2], box [4]) of the face this embedder would use, without embedding it."""
         image = load_image(image)
         if self.face_app is not None:
-            from styleid_guidance.insightface_app import to_bgr
+            from styleid_guidance.faces.insightface_app import to_bgr
 
             face = self._insightface_face(to_bgr(image), name)
             return np.asarray(face.kps, np.float64), np.asarray(face.bbox, np.float64)
@@ -111,7 +111,7 @@ class FaceEmbedder:
     def __call__(self, image: ImageInput, name: str = "face image") -> FaceInfo:
         image = load_image(image)
         if self.face_app is not None:
-            from styleid_guidance.insightface_app import to_bgr
+            from styleid_guidance.faces.insightface_app import to_bgr
 
             bgr = to_bgr(image)
             face = self._insightface_face(bgr, name)
@@ -134,7 +134,7 @@ class InsightFaceEmbedder(FaceEmbedder):
     def from_pretrained(cls, pack: str | os.PathLike = "antelopev2", root: str | os.PathLike | None = None, *,
                         device: str | torch.device | None = None, retry: bool = False) -> "InsightFaceEmbedder":
         """`pack`: "antelopev2" / "buffalo_l" (under `root/models/`, default ~/.insightface) or a pack folder."""
-        from styleid_guidance.insightface_app import FaceApp
+        from styleid_guidance.faces.insightface_app import FaceApp
 
         return cls(FaceApp(pack, root, device=device), retry=retry)
 
@@ -171,12 +171,12 @@ class ONNXFaceEmbedder(FaceEmbedder):
     def from_pretrained(cls, name_or_path: str | os.PathLike = "antelopev2", root: str | os.PathLike | None = None,
                         **kwargs: Any) -> "ONNXFaceEmbedder":
         """`name_or_path`: an .onnx file, a model-pack folder, or a pack name ("antelopev2", "buffalo_l") found as
-        `styleid_guidance.insightface_app.pack_dir` finds it (under `root/models/NAME/`)."""
+        `styleid_guidance.faces.insightface_app.pack_dir` finds it (under `root/models/NAME/`)."""
         path = Path(str(name_or_path)).expanduser()
         if path.is_file():
             return cls(path, **kwargs)
         if not path.is_dir() and not str(name_or_path).endswith(".onnx"):
-            from styleid_guidance.insightface_app import pack_dir
+            from styleid_guidance.faces.insightface_app import pack_dir
 
             path = pack_dir(name_or_path, root)
         if not path.is_dir():
@@ -210,11 +210,11 @@ class ArcFaceEmbedder(FaceEmbedder):
         """`path_or_dir`: recognition_arcface_ir_se50.pth (default: facexlib's download location). Faces are found as
         InfiniteYou finds them — insightface `face_pack` (antelopev2; under `insightface_root/models/`) at 640,
         then 320, then 160 — unless `detector` ("retinaface" / "mtcnn") is given."""
-        from styleid_guidance.arcface import load_arcface_backbone
+        from styleid_guidance.baselines.arcface import load_arcface_backbone
 
         face_app = None
         if detector is None:
-            from styleid_guidance.insightface_app import FaceApp
+            from styleid_guidance.faces.insightface_app import FaceApp
 
             face_app = FaceApp(face_pack, insightface_root, device=device, modules=("detection",))
         backbone = load_arcface_backbone(path_or_dir, model_rootpath=model_rootpath, device=device)

@@ -27,13 +27,13 @@ from diffusers import FluxControlNetModel, FluxControlNetPipeline
 from torch import nn
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.images import ImageInput, load_image
+from styleid_guidance.files.images import ImageInput, load_image
 from styleid_guidance.integrations.composition import prepare_guidance_kwargs
 
 from .keypoints import draw_kps, resize_and_pad
 from .presets import infiniteyou_preset
 from .resampler import resampler_from_upstream
-from .weights import load_or_explain, load_state_dict_file
+from .adapter_files import load_or_explain, load_state_dict_file
 
 if TYPE_CHECKING:
     from styleid_guidance.integrations.callback import IdentityGuidanceCallback
@@ -181,7 +181,7 @@ class InfiniteYouStylizer:
     def tiny(cls, device: str | torch.device = "cpu") -> "InfiniteYouStylizer":
         """Random tiny FLUX + InfuseNet + Resampler + face model: offline, seconds on CPU, 32-px images."""
         from styleid_guidance.tiny.controlnet import tiny_flux_controlnet_components, tiny_infiniteyou_state_dict
-        from styleid_guidance.tiny.faces import TinyFaceEmbedder
+        from styleid_guidance.tiny.face_embedder import TinyFaceEmbedder
 
         pipe = InfiniteYouPipeline(**tiny_flux_controlnet_components())
         pipe.load_image_proj(tiny_infiniteyou_state_dict(pipe.controlnet.config.joint_attention_dim))
@@ -210,8 +210,8 @@ class InfiniteYouStylizer:
         Faces are detected as upstream (insightface antelopev2 at 640 → 320 → 160: the copy in the InfiniteYou
         repo's supports/insightface, else under `insightface_root/models/`) unless `detector` ("retinaface" /
         "mtcnn") is given. `cpu_offload` / `quantize_8bit` cut peak GPU memory from ~43 GB to ~30 / ~24 / ~16 GB (both)."""
-        from styleid_guidance.hub import resolve_model_dir
-        from styleid_guidance.insightface_app import PACKS
+        from styleid_guidance.hub.resolve import resolve_model_dir
+        from styleid_guidance.faces.insightface_app import PACKS
 
         from .face_embeddings import ArcFaceEmbedder
 

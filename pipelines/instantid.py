@@ -26,13 +26,13 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import nn
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.images import ImageInput, load_image
+from styleid_guidance.files.images import ImageInput, load_image
 from styleid_guidance.integrations.composition import prepare_guidance_kwargs
 
 from .keypoints import KPS_COLORS, draw_kps, kps_image
 from .presets import instantid_preset
 from .resampler import resampler_from_upstream
-from .weights import load_or_explain, load_state_dict_file
+from .adapter_files import load_or_explain, load_state_dict_file
 
 if TYPE_CHECKING:
     from styleid_guidance.integrations.callback import IdentityGuidanceCallback
@@ -280,7 +280,7 @@ class InstantIDStylizer:
     def tiny(cls, device: str | torch.device = "cpu") -> "InstantIDStylizer":
         """Random tiny SDXL + IdentityNet + adapter + face model: offline, seconds on CPU, 64-px images."""
         from styleid_guidance.tiny.controlnet import tiny_instantid_state_dict, tiny_sdxl_controlnet_components
-        from styleid_guidance.tiny.faces import TinyFaceEmbedder
+        from styleid_guidance.tiny.face_embedder import TinyFaceEmbedder
 
         pipe = StableDiffusionXLInstantIDPipeline(**tiny_sdxl_controlnet_components())
         pipe.load_ip_adapter_instantid(tiny_instantid_state_dict(pipe.unet))
@@ -303,7 +303,7 @@ class InstantIDStylizer:
         `ControlNetModel/` and `ip-adapter.bin`; `face_model`: antelopev2 / buffalo_l / a pack folder / an .onnx
         path, under `face_model_root/models/` (default ~/.insightface); `detector`: None for the pack's own
         detector (upstream), "retinaface" / "mtcnn" to use those instead."""
-        from styleid_guidance.hub import resolve_model_dir
+        from styleid_guidance.hub.resolve import resolve_model_dir
 
         from .face_embeddings import load_face_embedder
 

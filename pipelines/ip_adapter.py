@@ -22,10 +22,10 @@ import PIL.Image
 import torch
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.images import ImageInput, load_image
+from styleid_guidance.files.images import ImageInput, load_image
 
 from .presets import ip_adapter_preset
-from .weights import load_state_dict_file
+from .adapter_files import load_state_dict_file
 
 if TYPE_CHECKING:
     from styleid_guidance.integrations.callback import IdentityGuidanceCallback
@@ -79,7 +79,7 @@ def resolve_ip_adapter(adapter: str | os.PathLike | dict, weight_name: str | Non
         return read_ip_adapter_weights(path)
     if not weight_name:
         raise StyleIDError(f"{adapter}: give the checkpoint file name inside it as weight_name (e.g. {DEFAULT_WEIGHT!r})")
-    from styleid_guidance.hub import resolve_model_dir
+    from styleid_guidance.hub.resolve import resolve_model_dir
 
     inner = f"{subfolder}/{weight_name}" if subfolder else weight_name
     folder = resolve_model_dir(adapter, kind="IP-Adapter", allow_patterns=(inner,))
@@ -138,7 +138,7 @@ class IPAdapterStylizer:
         """Random tiny SD1.5 + IP-Adapter (+ tiny CLIP image encoder and face model): offline, 64-px images."""
         from diffusers import StableDiffusionPipeline
 
-        from styleid_guidance.tiny.faces import TinyFaceEmbedder
+        from styleid_guidance.tiny.face_embedder import TinyFaceEmbedder
         from styleid_guidance.tiny.sd import tiny_clip_image_encoder, tiny_ip_adapter_state_dict, tiny_sd15_components
 
         pipe = StableDiffusionPipeline(**tiny_sd15_components())
@@ -173,9 +173,9 @@ class IPAdapterStylizer:
         from diffusers import AutoencoderKL, DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
         from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-        from styleid_guidance.hub import resolve_model_dir
+        from styleid_guidance.hub.resolve import resolve_model_dir
 
-        from .schedulers import ddim_like, sd15_scheduler
+        from .ddim import ddim_like, sd15_scheduler
 
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = torch_dtype or (torch.float16 if device.type == "cuda" else torch.float32)

@@ -8,14 +8,14 @@ from .lazy import lazy_exports
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "StyleIDEncoder": "encoder",
-    "StyleIDConfig": "config",
-    "LoraSettings": "config",
-    "IdentityLoss": "identity",
-    "StyleIDLoss": "identity",
-    "ArcFaceLoss": "identity",
-    "CLIPLoss": "identity",
-    "build_identity_loss": "identity",
+    "StyleIDEncoder": "encoder.model",
+    "StyleIDConfig": "encoder.config",
+    "LoraSettings": "encoder.config",
+    "IdentityLoss": "identity_losses",
+    "StyleIDLoss": "identity_losses",
+    "ArcFaceLoss": "identity_losses",
+    "CLIPLoss": "identity_losses",
+    "build_identity_loss": "identity_losses",
     "StyleIDError": "errors",
     "NoFaceError": "errors",
 }
@@ -27,7 +27,7 @@ __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:
-    from .config import LoraSettings, StyleIDConfig
-    from .encoder import StyleIDEncoder
+    from .encoder.config import LoraSettings, StyleIDConfig
+    from .encoder.model import StyleIDEncoder
     from .errors import NoFaceError, StyleIDError
-    from .identity import ArcFaceLoss, CLIPLoss, IdentityLoss, StyleIDLoss, build_identity_loss
+    from .identity_losses import ArcFaceLoss, CLIPLoss, IdentityLoss, StyleIDLoss, build_identity_loss

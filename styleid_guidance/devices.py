@@ -51,6 +51,19 @@ def cpu_capabilities() -> dict:
         return {}
 
 
+def cpu_name() -> str:
+    """The CPU's model name as benchmarks report it ("AMD EPYC 7B13"), from /proc/cpuinfo where there is one."""
+    import platform
+
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def cpu_bf16_native(capabilities: dict | None = None) -> bool:
     """True when this CPU has bf16 matrix instructions that oneDNN uses: AMX-BF16 or AVX512-BF16 on x86,
     the BF16 extension on arm64. Elsewhere torch *emulates* bf16 on the CPU, measured here at 7–60x slower

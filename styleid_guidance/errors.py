@@ -23,6 +23,13 @@ class NoFaceError(StyleIDError):
     """No face was found where one was required."""
 
 
+def reason(err: BaseException) -> str:
+    """`err` as one line that keeps its cause ("URLError: <urlopen error [Errno -3] ...>"), for messages that wrap
+    a library failure: the class name alone does not tell a user whether to fix a proxy, a path or a file."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
 def run_cli(main_fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Run a CLI entry point, turning user mistakes into `PROG: error: MESSAGE` and exit code 2.
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import pytest
+from support import free_port  # noqa: F401  (the browser tests' servers listen on it)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
@@ -35,12 +36,6 @@ def require_browser() -> None:
         if os.environ.get("CI"):
             pytest.fail(message + ": CI must run the browser test")
         pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(command: Sequence[str], port: int, log_path: Path, env: dict[str, str], timeout: float = 180,
@@ -63,6 +58,23 @@ def serve(command: Sequence[str], port: int, log_path: Path, env: dict[str, str]
             proc.kill()
             pytest.fail(f"{what} did not come up on port {port}:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def tiny_demo(folder: Path) -> Iterator[str]:
+    """`python -m styleid_guidance.demo --profile tiny` on a free 127.0.0.1 port (log in `folder`): its URL.
+    On the way out the server stops, and its log must show no traceback."""
+    port = free_port()
+    log_path = folder / "demo.log"
+    env = {"HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    proc = serve([sys.executable, "-m", "styleid_guidance.demo", "--profile", "tiny", "--port", str(port)], port, log_path,
+                 env, what="demo")
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        stop(proc)
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
 
 
 def stop(proc: subprocess.Popen) -> None:

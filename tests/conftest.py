@@ -10,6 +10,7 @@ os.environ["STYLEID_OFFLINE"] = "1"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import ipaddress
+import logging
 import socket
 
 import numpy as np
@@ -48,6 +49,19 @@ def _seed_module():
     torch.manual_seed(0)
     np.random.seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _styleid_logger_as_a_library_user_has_it():
+    """A command run in-process (`cli.run([...])`) installs its stderr handler on the "styleid" logger and stops
+    propagation (the CLI owns stderr); the next test, maybe a caplog one, starts from the library's state again."""
+    yield
+    from styleid_guidance.cli.runtime import CommandHandler
+
+    top = logging.getLogger("styleid")
+    top.handlers[:] = [h for h in top.handlers if not isinstance(h, CommandHandler)]
+    top.propagate = True
+    top.setLevel(logging.NOTSET)
 
 
 @pytest.fixture(autouse=True)

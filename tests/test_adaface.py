@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from styleid_guidance import adaface
-from styleid_guidance.adaface import AdaFaceIR, architecture_from_state_dict, find_weights, load_adaface, read_checkpoint
+from styleid_guidance.baselines import adaface
+from styleid_guidance.baselines.adaface import (AdaFaceIR, architecture_from_state_dict, find_weights, load_adaface,
+                                                read_checkpoint)
 from styleid_guidance.errors import StyleIDError
 
 KEYS_FILE = Path(__file__).parent / "data" / "adaface_ir101_state_dict_keys.txt"

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from styleid_guidance.backbones import _no_random_init_warning
+from styleid_guidance.encoder.backbones import _no_random_init_warning
 
 MESSAGE = "No pretrained weights loaded for model 'x'. Model initialized randomly."
 
@@ -25,7 +25,7 @@ def test_random_init_warning_is_filtered_on_every_open_clip_logger(caplog, logge
 
 
 def test_building_the_tiny_tower_logs_no_random_init_warning(caplog):
-    from styleid_guidance.encoder import StyleIDEncoder
+    from styleid_guidance.encoder.model import StyleIDEncoder
 
     caplog.set_level(logging.INFO)
     StyleIDEncoder.from_open_clip("test-tiny", pretrained=None)

@@ -49,11 +49,11 @@ def test_verify_prints_similarity_and_verdict(tiny_model_dir, faces, capsys):
 
 def test_embed_writes_npy_and_safetensors(tiny_model_dir, faces, tmp_path, capsys):
     npy = tmp_path / "emb.npy"
-    code, out, _ = _run(["embed", "--model", str(tiny_model_dir), "--crop", "center", str(faces), "--output", str(npy)], capsys)
-    assert code == 0 and "3 embeddings" in out
+    code, out, err = _run(["embed", "--model", str(tiny_model_dir), "--crop", "center", str(faces), "--output", str(npy)], capsys)
+    assert code == 0 and "styleid embed: wrote 3 embeddings" in err and out == ""  # a log line, not a result
     emb = np.load(npy)
     header, *names = npy.with_suffix(".files.txt").read_text().splitlines()
-    assert header.startswith("# sha256=")  # ties the names to this very array (see embedding_files)
+    assert header.startswith("# sha256=")  # ties the names to this very array (see files/embeddings.py)
     assert emb.shape == (3, 32) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     assert names == ["astronaut.png", "camera.png", "sub/astronaut_gray.jpg"]
     st = tmp_path / "emb.safetensors"

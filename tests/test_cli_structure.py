@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from styleid_guidance.cli import SUBCOMMANDS, build_parser, run
-from styleid_guidance.cli.args import iter_options
+from styleid_guidance.cli.parsing import iter_options
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_DIRS = ("styleid_guidance", "train", "integrations", "pipelines", "jojogan", "examples/demo")
@@ -115,7 +115,7 @@ def test_the_wheel_installs_one_top_level_package(tmp_path):
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert top == {"styleid_guidance"}, top
     for sub in ("train/trainer.py", "pipelines/instantid.py", "integrations/callback.py", "jojogan/api.py", "demo/app.py",
-                "model_configs/test-tiny.json"):
+                "encoder/model_configs/test-tiny.json", "train/distill/distiller.py", "perception/study/app.py"):
         assert f"styleid_guidance/{sub}" in names, sub
     assert not any(n.startswith("styleid_guidance/examples") or "/tests/" in n for n in names)
 

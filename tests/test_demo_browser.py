@@ -8,12 +8,11 @@ skipped locally but FAILS under CI (env CI set): CI must run it. Screenshots go 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from chromium import ROOT, by_css, chrome, free_port, require_browser, serve, stop, text, wait
+from chromium import ROOT, by_css, chrome, require_browser, text, tiny_demo, wait
 from PIL import Image
 
 pytestmark = pytest.mark.browser
@@ -25,17 +24,8 @@ RUN_TIMEOUT = 300  # s per tab on two busy cores
 @pytest.fixture(scope="module")
 def demo_url(tmp_path_factory):
     require_browser()
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("demo") / "demo.log"
-    env = {"HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    proc = serve([sys.executable, "-m", "styleid_guidance.demo", "--profile", "tiny", "--port", str(port)], port, log_path,
-                 env, what="demo")
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        stop(proc)
-    assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
+    with tiny_demo(tmp_path_factory.mktemp("demo")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -201,8 +191,8 @@ def test_stylize_tab(browser, artifacts_dir, tmp_path, bad_uploads):
     status = _wait(browser, lambda d: "Prompt:" in (t := text(d, "#stylize-status")) and t)
     assert "Pixar" in status and "seed 0" in status, status
     _wait(browser, lambda d: _image_loaded(d, "stylize-grid"), 60)
-    rows = _wait(browser, lambda d: len(r := _table_rows(d, "stylize-table")) == 9 and r, 30)
-    assert {r[0] for r in rows} == {"IP-Adapter", "InstantID", "InfiniteYou"}
+    rows = _wait(browser, lambda d: len(r := _table_rows(d, "stylize-table")) == 12 and r, 30)
+    assert {r[0] for r in rows} == {"IP-Adapter", "InstantID", "InfiniteYou", "FLUX.1 Kontext"}
     assert {r[1] for r in rows} == {"unguided", "ArcFace-guided", "StyleID-guided"}
     assert all(len(_numbers(r)) == 2 for r in rows), rows
     _shot(browser, artifacts_dir, "demo_stylize.png", "stylize-status")

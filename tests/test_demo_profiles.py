@@ -8,11 +8,11 @@ import pytest
 
 from styleid_guidance.cli import build_parser as styleid_parser
 from styleid_guidance.cli import run
-from styleid_guidance.demo import weights
+from styleid_guidance.demo import weight_sources as weights
 from styleid_guidance.demo.cli import is_loopback
 from styleid_guidance.demo.profiles import Models
-from styleid_guidance.demo.weights import hub_reachable, parse_weight_overrides, resolve_profile
-from styleid_guidance import hub
+from styleid_guidance.demo.weight_sources import hub_reachable, parse_weight_overrides, resolve_profile
+from styleid_guidance.hub import resolve as hub
 from styleid_guidance.errors import StyleIDError
 
 
@@ -147,7 +147,7 @@ def test_cli_launches_tiny_on_localhost_with_queue_and_limits(monkeypatch, empty
 
 
 def test_arcface_is_available_only_when_its_weights_can_be_had(empty_hub_cache, tmp_path, monkeypatch):
-    from styleid_guidance import arcface
+    from styleid_guidance.baselines import arcface
 
     assert weights.ARCFACE_FILE == arcface.ARCFACE_FILE and weights.RETINAFACE_FILE == "detection_Resnet50_Final.pth"
     assert "is not in" in weights.arcface_reason(None, str(tmp_path))  # offline, nothing on disk
@@ -177,7 +177,7 @@ def test_banner_is_green_only_when_everything_of_the_profile_runs(empty_hub_cach
     models = Models("sdxl", device="cpu", model_rootpath=str(tmp_path))
     text = banner_markdown(models)
     assert banner_classes(models) == [] and "real weights" not in text
-    assert "6 of 6 components are unavailable" in text and "InfiniteYou: not in this profile" in text
+    assert "6 of 6 components are unavailable" in text and "InfiniteYou, FLUX.1 Kontext: not in this profile" in text
     assert "**Verify** cannot run" in text and "**Stylize** cannot run" in text and "**JoJoGAN** cannot run" in text
     assert "✓" not in status_markdown(models).split("Face detector")[0]  # no component is claimed available
 

@@ -12,7 +12,7 @@ from PIL import Image
 from styleid_guidance.demo import jojo, stylize, verify
 from styleid_guidance.demo.limits import Limits
 from styleid_guidance.demo.profiles import Models
-from styleid_guidance.demo.weights import FRAMEWORKS
+from styleid_guidance.demo.weight_sources import FRAMEWORKS
 from styleid_guidance.demo.scoring import THRESHOLDS
 from styleid_guidance.errors import NoFaceError, StyleIDError
 
@@ -147,7 +147,7 @@ def test_stylize_grid_same_seed_guidance_per_row_and_unavailable_column(models, 
     from styleid_guidance.integrations import IdentityGuidanceCallback
     from styleid_guidance.pipelines.presets import STYLE_PROMPTS
 
-    fakes = {"ip_adapter": FakeStylizer(), "infiniteyou": FakeStylizer()}
+    fakes = {"ip_adapter": FakeStylizer(), "infiniteyou": FakeStylizer(), "kontext": FakeStylizer()}
 
     def stylizer(framework):
         if framework not in fakes:
@@ -158,7 +158,7 @@ def test_stylize_grid_same_seed_guidance_per_row_and_unavailable_column(models, 
     progress = Progress()
     res = stylize.run_stylize(models, FACES / "astronaut.jpg", "ghibli", "", 3, 11, 0.2, Limits(), progress)
     assert progress.values == sorted(progress.values) and 0 <= progress.values[0] and progress.values[-1] <= 1
-    assert sum("StyleID-guided" in d for d in progress.descs) == 2  # one step per cell that ran
+    assert sum("StyleID-guided" in d for d in progress.descs) == 3  # one step per cell that ran
     for fake in fakes.values():
         assert [c["seed"] for c in fake.calls] == [11, 11, 11]
         assert {c["prompt"] for c in fake.calls} == {STYLE_PROMPTS["ghibli"]} and {c["level"] for c in fake.calls} == {3}
@@ -168,11 +168,11 @@ def test_stylize_grid_same_seed_guidance_per_row_and_unavailable_column(models, 
         assert isinstance(arcface, IdentityGuidanceCallback) and arcface.identity_loss.name == "arcface"
         assert isinstance(styleid, IdentityGuidanceCallback) and styleid.identity_loss.name == "styleid"
         assert styleid.config.scale == pytest.approx(0.2) and styleid.identity_loss.has_reference
-    assert [(r[0], r[1]) for r in res.rows] == [(fw, row) for fw in ("IP-Adapter", "InfiniteYou")
+    assert [(r[0], r[1]) for r in res.rows] == [(fw, row) for fw in ("IP-Adapter", "InfiniteYou", "FLUX.1 Kontext")
                                                 for row in ("unguided", "ArcFace-guided", "StyleID-guided")]
     assert all(-1 <= v <= 1 for r in res.rows for v in r[2:])
-    # 3 columns of 256-px cells plus labels, 3 rows with captions
-    assert res.grid.size[0] > 3 * 256 and res.grid.size[1] > 3 * 256
+    # 4 columns of 256-px cells (InstantID's says why it is missing) plus labels, 3 rows with captions
+    assert res.grid.size[0] > 4 * 256 and res.grid.size[1] > 3 * 256
     assert "studio Ghibli" in res.message and "seed 11" in res.message
 
 

@@ -9,8 +9,8 @@ import torch
 from styleid_guidance import StyleIDEncoder, build_identity_loss
 from styleid_guidance.cli import run
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.train.distill_config import DistillConfig
-from styleid_guidance.train.distill_student import StepBatches, build_student, distill_loss
+from styleid_guidance.train.distill.config import DistillConfig
+from styleid_guidance.train.distill.student import StepBatches, build_student, distill_loss
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_a_resume_that_changes_the_batch_is_refused(smoke, teacher_dir, tmp_path
 # ---------------------------------------------------------------------- settings and mistakes
 def test_config_file_then_flags(tmp_path, smoke):
     from styleid_guidance.cli import build_parser
-    from styleid_guidance.train.distill_cli import config_from_args
+    from styleid_guidance.train.distill.cli import config_from_args
 
     cfg_file = tmp_path / "d.yaml"
     cfg_file.write_text(f"data: {smoke['train']}\nlambda-rel: 3\nmax_steps: 7\n")
@@ -146,7 +146,7 @@ def _deep_teacher(layers: int = 4, patch: int = 8) -> StyleIDEncoder:
     """A 64-px CLIP ViT teacher with `layers` blocks and `patch`-px patches (test-tiny has one block)."""
     import dataclasses
 
-    from styleid_guidance.backbones import vit_from_kwargs, vit_kwargs_from_open_clip
+    from styleid_guidance.encoder.backbones import vit_from_kwargs, vit_kwargs_from_open_clip
 
     base = StyleIDEncoder.from_open_clip("test-tiny", pretrained=None, lora_rank=0)
     vit = dict(vit_kwargs_from_open_clip(base.backbone, base.config), layers=layers, patch_size=patch)
@@ -156,7 +156,7 @@ def _deep_teacher(layers: int = 4, patch: int = 8) -> StyleIDEncoder:
 
 
 def test_shrunk_teacher_at_full_size_is_the_teacher_and_smaller_ones_reload(tmp_path):
-    from styleid_guidance.train.distill_student import shrink_teacher
+    from styleid_guidance.train.distill.student import shrink_teacher
 
     teacher = _deep_teacher()
     x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(4))
@@ -175,7 +175,7 @@ def test_shrunk_teacher_at_full_size_is_the_teacher_and_smaller_ones_reload(tmp_
 @pytest.mark.parametrize("layers, patch, message", [(5, 16, "layers must be from 1"), (2, 12, "patch must be a multiple"),
                                                     (2, 24, "patch must be a multiple")])
 def test_shrunk_teacher_impossible_shapes_are_errors(layers, patch, message):
-    from styleid_guidance.train.distill_student import shrink_teacher
+    from styleid_guidance.train.distill.student import shrink_teacher
 
     with pytest.raises(StyleIDError, match=message):
         shrink_teacher(_deep_teacher(), layers=layers, patch=patch)

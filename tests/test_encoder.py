@@ -176,7 +176,7 @@ def test_embed_accepts_paths_pil_and_tensors_alike(tmp_path, tiny_encoder, astro
 def test_preprocessing_matches_clip_image_processor(astronaut):
     from transformers import CLIPImageProcessor
 
-    from styleid_guidance.preprocess import clip_preprocess
+    from styleid_guidance.encoder.preprocess import clip_preprocess
 
     img = astronaut.resize((300, 260))  # non-square, needs resize + crop
     hf = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})

@@ -12,7 +12,7 @@ import torch
 from styleid_guidance import StyleIDEncoder
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.eval import evaluate, read_pairs
-from styleid_guidance.metrics import verification_report
+from styleid_guidance.metrics.verification import verification_report
 from styleid_guidance.tiny.smoke_data import make_smoke_dataset
 
 REPORT_KEYS = {"auroc", "tpr@1e-2", "tpr@1e-3", "tpr@1e-4", "acc@0.3", "acc@0.4", "acc@0.5", "n"}

@@ -10,10 +10,10 @@ import pytest
 import torch
 from scipy import stats
 
-from styleid_guidance.adaface import AdaFaceIR
+from styleid_guidance.baselines.adaface import AdaFaceIR
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.eval import evaluate, read_pairs
-from styleid_guidance.metrics import verification_report
+from styleid_guidance.metrics.verification import verification_report
 from styleid_guidance.tiny.smoke_data import make_smoke_dataset
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -120,7 +120,7 @@ def test_bad_human_values_are_one_line_errors_naming_the_row(tmp_path, data, col
 
 
 def test_table1_preset(tmp_path, data):
-    from styleid_guidance.insightface_app import FaceApp
+    from styleid_guidance.faces.insightface_app import FaceApp
     from styleid_guidance.tiny.insightface_pack import tiny_pack
 
     out = tmp_path / "t1"

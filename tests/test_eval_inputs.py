@@ -114,9 +114,9 @@ def test_offline_baselines_fail_fast_with_one_line(tmp_path, data, capsys, monke
     import open_clip  # noqa: F401  (imported up front: the time measured is the check, not the import)
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    monkeypatch.setattr("styleid_guidance.adaface.ADAFACE_HOME", tmp_path / "no-adaface")
+    monkeypatch.setattr("styleid_guidance.baselines.adaface.ADAFACE_HOME", tmp_path / "no-adaface")
     monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path / "no-insightface"))
-    import styleid_guidance.insightface_app  # noqa: F401  (imported up front, as open_clip)
+    import styleid_guidance.faces.insightface_app  # noqa: F401  (imported up front, as open_clip)
     if online_check:  # no offline flag: the Hub's host is probed (the test harness refuses connections)
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         monkeypatch.delenv("STYLEID_OFFLINE", raising=False)

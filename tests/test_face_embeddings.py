@@ -9,17 +9,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from styleid_guidance.pipelines.face_embeddings import (
-    ALIGNED_SIZE,
-    ArcFaceEmbedder,
-    InsightFaceEmbedder,
-    ONNXFaceEmbedder,
-    align_face,
-    load_face_embedder,
-)
-from styleid_guidance.tiny.faces import TinyFaceEmbedder
+from styleid_guidance.pipelines.face_embeddings import (ALIGNED_SIZE, ArcFaceEmbedder, InsightFaceEmbedder,
+                                                        ONNXFaceEmbedder, align_face, load_face_embedder)
+from styleid_guidance.tiny.face_embedder import TinyFaceEmbedder
 from styleid_guidance.errors import NoFaceError, StyleIDError
-from styleid_guidance.faces import ARCFACE_TEMPLATE
+from styleid_guidance.faces.detection import ARCFACE_TEMPLATE
 
 
 class _TinyRecognizer(nn.Module):
@@ -128,7 +122,7 @@ def test_infiniteyou_front_end_insightface_detection_facexlib_crop(astronaut):
     import cv2
     from insightface.utils import face_align
 
-    from styleid_guidance.insightface_app import FaceApp
+    from styleid_guidance.faces.insightface_app import FaceApp
 
     seen = {}
 

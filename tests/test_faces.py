@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.faces import ARCFACE_TEMPLATE, FaceRegion, detect_faces, similarity_transform
+from styleid_guidance.faces.detection import ARCFACE_TEMPLATE, FaceRegion, detect_faces, similarity_transform
 
 
 def test_mtcnn_finds_the_astronaut(astronaut):

@@ -13,10 +13,10 @@ from PIL import Image
 
 from styleid_guidance import StyleIDEncoder
 from styleid_guidance.cli import run
-from styleid_guidance.cli.args import load_config_file
-from styleid_guidance.embedding_files import read_embeddings, write_embeddings
+from styleid_guidance.cli.config_options import load_config_file
+from styleid_guidance.files.embeddings import read_embeddings, write_embeddings
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.images import load_image
+from styleid_guidance.files.images import load_image
 from styleid_guidance.jojogan import checkpoints
 from styleid_guidance.train.config import TrainConfig
 

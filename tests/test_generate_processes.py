@@ -3,10 +3,8 @@ byte-equal to one uninterrupted run."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,22 +16,10 @@ from styleid_guidance.cli import run
 from styleid_guidance.perception.manifest import MANIFEST, PARTS_DIR, read_records
 
 from test_generate import images, make_faces
+from support import REPO, free_port, subprocess_env
 
-REPO = Path(__file__).resolve().parents[1]
 # 2 identities × 2 styles × 3 levels = 12 images: long enough to be killed in the middle
 ARGS = ["--tiny", "--methods", "infiniteyou", "--styles", "pixar", "orc", "--levels", "2,3,5", "--steps", "3", "--no-progress"]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", STYLEID_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +39,7 @@ def test_sigkill_mid_run_then_resume_is_byte_equal(setup, tmp_path):
     faces, reference = setup
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "styleid_guidance", "generate", str(faces), "-o", str(out), *ARGS]
-    proc = subprocess.Popen(cmd, env=_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=subprocess_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     while _part_lines(out) < 5 and proc.poll() is None and time.monotonic() < deadline:  # 2 sources + 3 images done
         time.sleep(0.01)
@@ -75,9 +61,9 @@ def test_two_processes_split_the_work_and_match_one(setup, tmp_path):
     out = tmp_path / "ddp"
     accelerate = Path(sys.executable).with_name("accelerate")
     cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           "--dynamo_backend", "no", "--main_process_port", str(free_port()),
            "-m", "styleid_guidance", "generate", str(faces), "-o", str(out), *ARGS]
-    done = subprocess.run(cmd, env={**_env(), "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True, timeout=300, cwd=REPO)
+    done = subprocess.run(cmd, env={**subprocess_env(), "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     made = [int(n) for n in re.findall(r"process (?:main|worker): made (\d+) image", done.stderr)]
     assert len(made) == 2 and all(n > 0 for n in made) and sum(made) == 12, done.stderr[-2000:]  # each image once
@@ -85,4 +71,4 @@ def test_two_processes_split_the_work_and_match_one(setup, tmp_path):
     records = [json.loads(line) for line in (out / MANIFEST).read_text().splitlines()]
     assert len({r["path"] for r in records}) == len(records) == 14
     assert (out / MANIFEST).read_text() == (reference / MANIFEST).read_text()
-    assert done.stdout.count("planned image(s) on disk") == 1  # one summary, from the main process
+    assert done.stderr.count("planned image(s) on disk") == 1  # one summary, from the main process

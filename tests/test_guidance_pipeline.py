@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler, StableDiffusionPipeline
+from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler,
+                       StableDiffusionPipeline)
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 from styleid_guidance.integrations import IdentityGuidanceCallback, prepare_guidance_kwargs
 from styleid_guidance.tiny.sd import tiny_sd15_components, tiny_taesd
 from styleid_guidance import StyleIDEncoder, StyleIDLoss, build_identity_loss
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.faces import FaceRegion
+from styleid_guidance.faces.detection import FaceRegion
 
 STEPS = 6
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from styleid_guidance import hub
+from styleid_guidance.hub import resolve as hub
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.hub import DEFAULT_PATTERNS, resolve_model_dir
+from styleid_guidance.hub.resolve import DEFAULT_PATTERNS, resolve_model_dir
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from styleid_guidance import ArcFaceLoss, CLIPLoss, StyleIDLoss, build_identity_loss
-from styleid_guidance.arcface import build_arcface_backbone, load_arcface_backbone
+from styleid_guidance.baselines.arcface import build_arcface_backbone, load_arcface_backbone
 from styleid_guidance.errors import NoFaceError, StyleIDError
 
 

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.fileio import atomic_write
-from styleid_guidance.images import load_image, to_tensor
+from styleid_guidance.files.atomic import atomic_write
+from styleid_guidance.files.images import load_image, to_tensor
 
 
 def test_grayscale_rgba_and_16bit_become_rgb(tmp_path):

@@ -9,11 +9,12 @@ import torch
 from diffusers import FluxControlNetPipeline, FluxPipeline
 from PIL import Image
 
-from styleid_guidance.integrations import IdentityGuidanceCallback
 from styleid_guidance.pipelines.infiniteyou import InfiniteYouPipeline, InfiniteYouStylizer, InfuseNet
 from styleid_guidance.tiny.controlnet import tiny_flux_controlnet_components, tiny_infiniteyou_state_dict
 from styleid_guidance.errors import NoFaceError, StyleIDError
-from styleid_guidance.identity import StyleIDLoss
+from styleid_guidance.identity_losses import StyleIDLoss
+from support import (assert_example_saves_a_grid, assert_guidance_helps_and_scale_zero_is_exact,
+                     assert_tiny_leaves_the_global_rng_alone)
 
 SIZE = 32
 
@@ -99,14 +100,7 @@ def test_strength_levels_set_the_papers_scales(pipe, face, monkeypatch, level):
 @pytest.mark.parametrize("mode", ["x0", "xt"])
 def test_guidance_raises_styleid_similarity_and_scale_zero_is_exact(pipe, face, tiny_encoder, astronaut, mode):
     loss = StyleIDLoss(tiny_encoder, reference=astronaut, crop="center")
-    plain = _run(pipe, face.embedding)
-    zero = _run(pipe, face.embedding, identity_guidance=IdentityGuidanceCallback(loss, scale=0.0, mode=mode))
-    torch.testing.assert_close(zero, plain, atol=0, rtol=0)
-    guided = _run(pipe, face.embedding, identity_guidance=IdentityGuidanceCallback(loss, scale=0.2, mode=mode))
-    with torch.no_grad():
-        before, after = float(loss.similarity(plain)), float(loss.similarity(guided))
-    assert after > before + 0.01, (before, after)
-    torch.testing.assert_close(_run(pipe, face.embedding), plain, atol=0, rtol=0)
+    assert_guidance_helps_and_scale_zero_is_exact(lambda **kw: _run(pipe, face.embedding, **kw), loss, mode)
 
 
 def _save_official(tmp_path, components) -> None:
@@ -123,11 +117,11 @@ def _save_official(tmp_path, components) -> None:
 
 def test_stylizer_loads_the_official_layout(tmp_path, monkeypatch, face):
     from styleid_guidance.pipelines import face_embeddings
-    from styleid_guidance.tiny.faces import TinyFaceEmbedder
+    from styleid_guidance.tiny.face_embedder import TinyFaceEmbedder
 
     components = tiny_flux_controlnet_components()
     _save_official(tmp_path, components)
-    # the facexlib ArcFace weights are the core's business (styleid_guidance.arcface); a tiny one stands in
+    # the facexlib ArcFace weights are the core's business (styleid_guidance.baselines.arcface); a tiny one stands in
     asked = []
     monkeypatch.setattr(face_embeddings.ArcFaceEmbedder, "from_pretrained",
                         classmethod(lambda cls, *a, **k: asked.append(k) or TinyFaceEmbedder()))
@@ -268,19 +262,10 @@ def test_example_tiny_saves_an_annotated_grid(tmp_path, capsys):
     from examples.infiniteyou_guided import main
     from styleid_guidance.errors import run_cli
 
-    out = tmp_path / "grid.png"
-    assert main(["--tiny", "--inference-steps", "2", "--augment-views", "0", "--output", str(out)]) == 0
-    assert Image.open(out).size[0] == 3 * 256
+    assert_example_saves_a_grid(main, tmp_path / "grid.png")
     assert run_cli(main, ["--tiny", "--output", str(tmp_path / "grid.jpg")], prog="infiniteyou_guided") == 2
     assert "saved as PNG" in capsys.readouterr().err
 
 
 def test_tiny_leaves_the_global_rng_alone():
-    """Building the tiny models is seeded (the same weights every time) without reseeding the caller's RNG."""
-    torch.manual_seed(1234)
-    before = torch.get_rng_state()
-    cuda_before = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-    InfiniteYouStylizer.tiny()
-    assert torch.equal(torch.get_rng_state(), before)
-    if torch.cuda.is_available():
-        assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), cuda_before))
+    assert_tiny_leaves_the_global_rng_alone(lambda: InfiniteYouStylizer.tiny())

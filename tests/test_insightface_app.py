@@ -12,17 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from styleid_guidance import insightface_app
+from styleid_guidance.faces import insightface_app
 from styleid_guidance.errors import NoFaceError, StyleIDError
-from styleid_guidance.insightface_app import (
-    INFINITEYOU_DET_SIZES,
-    FaceApp,
-    largest,
-    norm_crop,
-    onnx_providers,
-    pack_dir,
-    to_bgr,
-)
+from styleid_guidance.faces.insightface_app import (INFINITEYOU_DET_SIZES, FaceApp, largest, norm_crop,
+                                                    onnx_providers, pack_dir, to_bgr)
 from styleid_guidance.pipelines.face_embeddings import InsightFaceEmbedder
 from styleid_guidance.tiny.insightface_pack import DETECTOR_FILE, RECOGNIZER_FILE, build_pack, tiny_pack
 
@@ -147,7 +140,7 @@ def test_pack_dir_finds_folders_names_and_the_nested_zip_layout(tmp_path):
 def test_missing_pack_offline_is_one_line_and_never_downloads(tmp_path, monkeypatch):
     import insightface.utils.storage as storage
 
-    from styleid_guidance import hub
+    from styleid_guidance.hub import resolve as hub
 
     def forbidden(*a, **k):
         raise AssertionError("a download was attempted")
@@ -168,7 +161,7 @@ def test_missing_pack_offline_is_one_line_and_never_downloads(tmp_path, monkeypa
 
 
 def test_missing_antelopev2_online_comes_from_its_hub_copy(tmp_path, monkeypatch):
-    from styleid_guidance import hub
+    from styleid_guidance.hub import resolve as hub
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("STYLEID_OFFLINE")

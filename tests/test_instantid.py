@@ -10,20 +10,15 @@ from diffusers import StableDiffusionXLControlNetPipeline
 from PIL import Image
 
 from styleid_guidance.integrations import IdentityGuidanceCallback
-from styleid_guidance.pipelines.instantid import (
-    KPS_COLORS,
-    IdentityNet,
-    InstantIDAttnProcessor,
-    InstantIDStylizer,
-    StableDiffusionXLInstantIDPipeline,
-    draw_kps,
-    kps_image,
-    resize_face_image,
-)
+from styleid_guidance.pipelines.instantid import (KPS_COLORS, IdentityNet, InstantIDAttnProcessor, InstantIDStylizer,
+                                                  StableDiffusionXLInstantIDPipeline, draw_kps, kps_image,
+                                                  resize_face_image)
 from styleid_guidance.pipelines.presets import instantid_preset
 from styleid_guidance.tiny.controlnet import tiny_instantid_state_dict, tiny_sdxl_controlnet_components
 from styleid_guidance.errors import NoFaceError, StyleIDError
-from styleid_guidance.identity import StyleIDLoss
+from styleid_guidance.identity_losses import StyleIDLoss
+from support import (assert_example_saves_a_grid, assert_guidance_helps_and_scale_zero_is_exact,
+                     assert_tiny_leaves_the_global_rng_alone)
 
 SIZE = 64
 LANDMARKS = np.array([[20.0, 24.0], [44.0, 24.0], [32.0, 36.0], [23.0, 48.0], [41.0, 48.0]])
@@ -194,15 +189,7 @@ def test_strength_levels_set_the_papers_scales(pipe, face, monkeypatch, level):
 @pytest.mark.parametrize("mode", ["x0", "xt"])
 def test_guidance_raises_styleid_similarity_and_scale_zero_is_exact(pipe, face, tiny_encoder, astronaut, mode):
     loss = StyleIDLoss(tiny_encoder, reference=astronaut, crop="center")
-    plain = _run(pipe, face.embedding)
-    zero = _run(pipe, face.embedding, identity_guidance=IdentityGuidanceCallback(loss, scale=0.0, mode=mode))
-    torch.testing.assert_close(zero, plain, atol=0, rtol=0)
-    guided = _run(pipe, face.embedding, identity_guidance=IdentityGuidanceCallback(loss, scale=0.2, mode=mode))
-    with torch.no_grad():
-        before, after = float(loss.similarity(plain)), float(loss.similarity(guided))
-    assert after > before + 0.01, (before, after)
-    # without guidance the pipeline is untouched by the earlier attach (bit-identical rerun)
-    torch.testing.assert_close(_run(pipe, face.embedding), plain, atol=0, rtol=0)
+    assert_guidance_helps_and_scale_zero_is_exact(lambda **kw: _run(pipe, face.embedding, **kw), loss, mode)
 
 
 def test_user_callback_composes_with_guidance(pipe, face, tiny_encoder, astronaut):
@@ -264,7 +251,7 @@ def test_official_layout_loads_from_files(tmp_path, face):
 
 def test_stylizer_from_pretrained_local_folders(tmp_path, monkeypatch):
     from styleid_guidance.pipelines import face_embeddings
-    from styleid_guidance.tiny.faces import TinyFaceEmbedder
+    from styleid_guidance.tiny.face_embedder import TinyFaceEmbedder
 
     components = tiny_sdxl_controlnet_components()
     torch.save(tiny_instantid_state_dict(components["unet"]), tmp_path / "ip-adapter.bin")
@@ -328,7 +315,8 @@ def _upstream_resampler(sd: dict, x: torch.Tensor, heads: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("heads,hidden", [(1, 64), (2, 128)])
 def test_resampler_loader_reproduces_the_upstream_resampler(heads, hidden):
-    from styleid_guidance.pipelines.resampler import build_resampler, diffusers_to_upstream, resampler_from_upstream, upstream_to_diffusers
+    from styleid_guidance.pipelines.resampler import (build_resampler, diffusers_to_upstream, resampler_from_upstream,
+                                                      upstream_to_diffusers)
 
     model = build_resampler(embed_dim=512, output_dim=48, num_queries=16, hidden_dim=hidden, depth=2, heads=heads)
     for p in model.parameters():  # non-trivial norms and biases
@@ -346,21 +334,11 @@ def test_resampler_loader_reproduces_the_upstream_resampler(heads, hidden):
 def test_example_tiny_saves_an_annotated_grid(tmp_path, capsys):
     from examples.instantid_guided import main
 
-    out = tmp_path / "grid.png"
-    assert main(["--tiny", "--inference-steps", "2", "--augment-views", "0", "--output", str(out)]) == 0
-    grid = Image.open(out)
-    assert grid.size[0] == 3 * 256 and grid.size[1] > 256  # reference, unguided, guided (+ captions)
+    assert_example_saves_a_grid(main, tmp_path / "grid.png")  # reference, unguided, guided (+ captions)
     with pytest.raises(SystemExit) as done:  # rejected while parsing, before any model loads
         main(["--tiny", "--levels", "9"])
     assert done.value.code == 2 and "--levels: levels must be integers from 1 to 7" in capsys.readouterr().err
 
 
 def test_tiny_leaves_the_global_rng_alone():
-    """Building the tiny models is seeded (the same weights every time) without reseeding the caller's RNG."""
-    torch.manual_seed(1234)
-    before = torch.get_rng_state()
-    cuda_before = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-    InstantIDStylizer.tiny()
-    assert torch.equal(torch.get_rng_state(), before)
-    if torch.cuda.is_available():
-        assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), cuda_before))
+    assert_tiny_leaves_the_global_rng_alone(lambda: InstantIDStylizer.tiny())

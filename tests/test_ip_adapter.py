@@ -8,18 +8,14 @@ from diffusers import StableDiffusionPipeline
 from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
 
 from styleid_guidance.integrations import IdentityGuidanceCallback
-from styleid_guidance.pipelines.ip_adapter import (
-    IPAdapterStylizer,
-    face_id_embeds,
-    ip_adapter_variant,
-    load_ip_adapter,
-    read_ip_adapter_weights,
-)
+from styleid_guidance.pipelines.ip_adapter import (IPAdapterStylizer, face_id_embeds, ip_adapter_variant,
+                                                   load_ip_adapter, read_ip_adapter_weights)
 from styleid_guidance.pipelines.presets import ip_adapter_preset
 from styleid_guidance.tiny.sd import tiny_ip_adapter_state_dict, tiny_sd15_components
 from styleid_guidance import StyleIDEncoder, StyleIDLoss, build_identity_loss
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.faces import FaceRegion
+from styleid_guidance.faces.detection import FaceRegion
+from support import assert_tiny_leaves_the_global_rng_alone
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +152,7 @@ def test_example_writes_an_annotated_grid(tmp_path):
 def test_sdxl_faceid_with_guidance(astronaut, loss):
     from diffusers import StableDiffusionXLPipeline
 
-    from styleid_guidance.tiny.faces import TinyFaceEmbedder
+    from styleid_guidance.tiny.face_embedder import TinyFaceEmbedder
     from styleid_guidance.tiny.sd import tiny_sdxl_components
 
     pipe = StableDiffusionXLPipeline(**tiny_sdxl_components())
@@ -173,12 +169,4 @@ def test_sdxl_faceid_with_guidance(astronaut, loss):
 
 
 def test_tiny_leaves_the_global_rng_alone():
-    """Building the tiny models is seeded (the same weights every time) without reseeding the caller's RNG."""
-    torch.manual_seed(1234)
-    before = torch.get_rng_state()
-    cuda_before = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-    IPAdapterStylizer.tiny()
-    IPAdapterStylizer.tiny(variant="plain")
-    assert torch.equal(torch.get_rng_state(), before)
-    if torch.cuda.is_available():
-        assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), cuda_before))
+    assert_tiny_leaves_the_global_rng_alone(lambda: IPAdapterStylizer.tiny(), lambda: IPAdapterStylizer.tiny(variant="plain"))

@@ -7,7 +7,7 @@ from PIL import Image
 
 from styleid_guidance.jojogan.align import align_face, center_crop, ffhq_quad
 from styleid_guidance.errors import NoFaceError, StyleIDError
-from styleid_guidance.faces import detect_faces
+from styleid_guidance.faces.detection import detect_faces
 
 
 def test_ffhq_quad_geometry():

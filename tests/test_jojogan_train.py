@@ -51,8 +51,8 @@ def test_swap_layers_and_mixing():
 
 
 def test_identity_term_pairs_with_frozen_output_and_reaches_generator(jj):
-    from styleid_guidance.encoder import StyleIDEncoder
-    from styleid_guidance.identity import StyleIDLoss
+    from styleid_guidance.encoder.model import StyleIDEncoder
+    from styleid_guidance.identity_losses import StyleIDLoss
 
     torch.manual_seed(0)
     frozen, disc = jj.generator, jj.discriminator
@@ -92,7 +92,7 @@ def style_loss_on_fixed_batch(jj: JoJoGAN, generator: Generator, target: torch.T
 
 @pytest.mark.parametrize("id_loss,num_iter", [("none", 3), ("styleid", 3), ("arcface", 2)])
 def test_finetune_per_id_loss_lowers_loss(jj, style_image, id_loss, num_iter):
-    from styleid_guidance.images import to_tensor
+    from styleid_guidance.files.images import to_tensor
 
     history = []
     before = copy.deepcopy(jj.generator.state_dict())
@@ -114,9 +114,9 @@ def test_none_never_builds_an_identity_model(jj, style_image, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("an identity model was built for id_loss='none'")
 
-    import styleid_guidance.identity
+    import styleid_guidance.identity_losses
 
-    monkeypatch.setattr(styleid_guidance.identity, "build_identity_loss", boom)
+    monkeypatch.setattr(styleid_guidance.identity_losses, "build_identity_loss", boom)
     monkeypatch.setattr(jj_api, "_tiny_styleid_encoder", boom)
     monkeypatch.setattr(jj_api, "_random_arcface", boom)
     monkeypatch.setitem(jj.identity_models, "styleid", boom)

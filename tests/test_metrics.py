@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from styleid_guidance.metrics import accuracy_at_threshold, auroc, roc_curve, tpr_at_fpr, verification_report
+from styleid_guidance.metrics.verification import (accuracy_at_threshold, auroc, roc_curve, tpr_at_fpr,
+                                                   verification_report)
 
 
 def test_auroc_known_cases():

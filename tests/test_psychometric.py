@@ -12,9 +12,9 @@ from PIL import Image
 
 from styleid_guidance.cli import run
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.perception.psychometric_fit import INSTALL_HINT, FitOptions, fit_cell
-from styleid_guidance.perception.psychometric_simulate import Observer, simulate_trials, write_trials_csv
-from styleid_guidance.perception.psychometric_trials import CellCounts, Trial, cell_counts, read_trials
+from styleid_guidance.perception.psychometric.fit import INSTALL_HINT, FitOptions, fit_cell
+from styleid_guidance.perception.psychometric.simulate import Observer, simulate_trials, write_trials_csv
+from styleid_guidance.perception.psychometric.trials import CellCounts, Trial, cell_counts, read_trials
 
 if not os.environ.get("CI"):  # CI installs the dev extra, which has psignifit: there a missing one must fail
     pytest.importorskip("psignifit")
@@ -38,7 +38,7 @@ def test_recovers_known_thresholds_with_calibrated_intervals():
     the 95 % credible interval covers it in most fits, and the kept levels are mostly the true ones. (Over 100
     fits of this kind the bias is ≈ 0.02 levels and the coverage 0.93-0.97; 20 fits allow ±0.3 and 0.8.)"""
     truth = {(o.method, o.style): o for o in OBSERVERS}
-    errors, covered, kept_right, seconds = [], [], [], []
+    errors, covered, kept_right = [], [], []
     for rep in range(5):
         for counts in _cells(simulate_trials(OBSERVERS, participants=30, trials_per_level=2, seed=1000 + rep)):
             fit = fit_cell(counts)
@@ -47,14 +47,13 @@ def test_recovers_known_thresholds_with_calibrated_intervals():
             errors.append(fit.threshold - obs.threshold)
             covered.append(fit.threshold_ci[0] <= obs.threshold <= fit.threshold_ci[1])
             kept_right.append(fit.levels_kept == [lvl for lvl in range(1, 8) if obs.rate(lvl) >= 0.9])
-            seconds.append(fit.seconds)
+            assert fit.seconds >= 0  # recorded for the report; its speed is not a unit-test matter
             assert fit.threshold_ci[0] < fit.threshold_ci[1] and 0 <= fit.lapse <= 0.05  # the MAP keeps to the lapse bound
             assert all(fit.fitted[a] >= fit.fitted[a + 1] for a in range(1, 7))  # recognition falls with the level
     errors = np.array(errors)
     assert abs(errors.mean()) < 0.3 and np.abs(errors).mean() < 0.45, errors
     assert np.mean(covered) >= 0.8, covered
     assert np.mean(kept_right) >= 0.6, kept_right
-    assert np.median(seconds) < 1.5  # well under a second on an idle core; margin for a busy CI machine
 
 
 def test_all_correct_is_censored_above_and_keeps_every_level():

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from styleid_guidance import StyleIDEncoder
 from styleid_guidance.cli import run
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.fileio import atomic_write
+from styleid_guidance.files.atomic import atomic_write
 
 FAST_TINY = ["--tiny", "--max-steps", "1", "--sample-every", "0", "--no-align"]
 
@@ -71,7 +71,7 @@ def test_user_mistakes_are_one_line(argv, message, model_dir, photos, capsys):
 
 
 def test_output_is_checked_before_any_work(model_dir, photos, capsys, monkeypatch):
-    import styleid_guidance.encoder as encoder_module
+    import styleid_guidance.encoder.model as encoder_module
 
     monkeypatch.setattr(encoder_module.StyleIDEncoder, "from_pretrained", classmethod(lambda *a, **k: pytest.fail("loaded a model")))
     assert run(["embed", "--model", str(model_dir), str(photos), "-o", "/proc/styleid-nope/e.npy"]) == 2
@@ -178,7 +178,7 @@ def test_atomic_writes_respect_the_umask_and_keep_the_old_file_on_a_full_disk(tm
 
 
 def test_npy_embeddings_and_their_names_are_tied_together(tmp_path):
-    from styleid_guidance.embedding_files import read_embeddings, write_embeddings
+    from styleid_guidance.files.embeddings import read_embeddings, write_embeddings
 
     out = tmp_path / "e.npy"
     write_embeddings(out, torch.eye(3), ["a.png", "b.png", "c.png"], model="m")
@@ -191,9 +191,9 @@ def test_npy_embeddings_and_their_names_are_tied_together(tmp_path):
         read_embeddings(out)
 
 
-def test_a_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+def test_a_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
     from styleid_guidance.tiny.smoke_data import make_smoke_dataset
-    from styleid_guidance.train.checkpoint import list_checkpoints
+    from styleid_guidance.train.runs.checkpoint import list_checkpoints
 
     data = make_smoke_dataset(tmp_path / "d", train_ids=6, eval_ids=2, levels=(3,), size=48)
     args = ["train", "--data", str(data["train"]), "--output", str(tmp_path / "run"), "--backbone", "test-tiny",
@@ -202,9 +202,10 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     assert run([*args, "--max-steps", "2"]) == 0
     (step2,) = [d for s, d in list_checkpoints(tmp_path / "run") if s == 2]
     (step2 / "optimizer.pt").write_bytes(b"damaged")
-    with caplog.at_level("WARNING", logger="styleid.train"):
-        assert run([*args, "--max-steps", "3"]) == 0
-    assert any("step-00000002: damaged" in r.getMessage() and "step-00000001" in r.getMessage() for r in caplog.records)
+    capsys.readouterr()
+    assert run([*args, "--max-steps", "3"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "step-00000002: damaged" in line]
+    assert len(warned) == 1 and warned[0].startswith("styleid train: ") and "step-00000001" in warned[0], warned
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r][-2:] == [2, 3]  # step 2 re-trained from step 1
 
@@ -239,6 +240,6 @@ def test_a_decompression_bomb_is_one_line_everywhere(side, model_dir, photos, ca
     assert run(["embed", "--model", str(model_dir), "--crop", "center", "--skip-bad", str(photos), "-o", str(out), "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "skipped 1" in err and "megapixels" in err
-    from styleid_guidance.embedding_files import read_embeddings
+    from styleid_guidance.files.embeddings import read_embeddings
 
     assert sorted(read_embeddings(out)[1]) == ["a.png", "b.png"]

@@ -13,10 +13,10 @@ from PIL import Image, PngImagePlugin
 
 from styleid_guidance.cli import run
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.perception.study_data import load_dataset
-from styleid_guidance.perception.study_plan import make_plan
-from styleid_guidance.perception.study_session import Study, StudySettings
-from styleid_guidance.perception.study_store import FIELDS, open_store, read_responses
+from styleid_guidance.perception.study.data import load_dataset
+from styleid_guidance.perception.study.plan import make_plan
+from styleid_guidance.perception.study.session import Study, StudySettings
+from styleid_guidance.perception.study.store import FIELDS, open_store, read_responses
 
 IDS = ("ada", "ben", "cyd")
 CELLS = (("ip_adapter", "pixar", 1), ("ip_adapter", "pixar", 4), ("instantid", "line", 2))
@@ -219,7 +219,7 @@ def test_no_pairs_csv_draws_balanced_pairs_from_the_manifest(tmp_path):
 
 
 def test_stimulus_drops_metadata_and_paths_never_reach_the_page(data, tmp_path):
-    from styleid_guidance.perception.study_app import build_app, stimulus
+    from styleid_guidance.perception.study.app import build_app, stimulus
 
     image = stimulus(data / "ip_adapter" / "pixar" / "ada_0.png")
     assert image.info == {} and image.size == (64, 64)
@@ -231,7 +231,7 @@ def test_stimulus_drops_metadata_and_paths_never_reach_the_page(data, tmp_path):
 
 
 def test_export_without_pairs_csv_lists_the_pairs_shown(tmp_path):
-    from styleid_guidance.perception.study_export import export
+    from styleid_guidance.perception.study.export import export
 
     data = make_study_data(tmp_path / "data", pairs=False)
     study = _study(data, tmp_path / "results", tasks=("verify",), trials=6, repeats=1)

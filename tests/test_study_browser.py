@@ -17,7 +17,7 @@ import pytest
 from chromium import by_css, chrome, free_port, serve, stop, text, wait
 from test_study import make_study_data
 
-from styleid_guidance.perception.study_store import read_responses
+from styleid_guidance.perception.study.store import read_responses
 
 pytestmark = pytest.mark.browser
 

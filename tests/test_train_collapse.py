@@ -18,12 +18,11 @@ from styleid_guidance.tiny.smoke_data import make_smoke_dataset
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_smoke_config_trains_without_collapse_and_beats_the_untrained_encoder(tmp_path, caplog):
+def test_smoke_config_trains_without_collapse_and_beats_the_untrained_encoder(tmp_path, capsys):
     data = make_smoke_dataset(tmp_path / "smoke")  # exactly what `styleid smoke-data smoke` writes
     out = tmp_path / "run"
-    with caplog.at_level("INFO", logger="styleid.train"):
-        code = run(["train", "--config", str(REPO / "configs" / "smoke.yaml"), "--data", str(data["train"]),
-                           "--eval-pairs", str(data["pairs"]), "--output", str(out), "--no-progress"])
+    code = run(["train", "--config", str(REPO / "configs" / "smoke.yaml"), "--data", str(data["train"]),
+                "--eval-pairs", str(data["pairs"]), "--output", str(out), "--no-progress"])
     assert code == 0
     evals = {r["step"]: r["eval"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "eval" in r}
     before, after = evals[0], evals[max(evals)]
@@ -31,7 +30,7 @@ def test_smoke_config_trains_without_collapse_and_beats_the_untrained_encoder(tm
     assert after["mean_cosine"] < 0.99, after["mean_cosine"]
     # and better than the untrained encoder on held-out identities
     assert after["auroc"] > before["auroc"] + 0.05, (before["auroc"], after["auroc"])
-    summary = [r.getMessage() for r in caplog.records if "untrained" in r.getMessage()]
+    summary = [line for line in capsys.readouterr().err.splitlines() if "untrained" in line]
     assert summary and f"untrained {before['auroc']:.3f} → trained {after['auroc']:.3f}" in summary[0]
 
     encoder = StyleIDEncoder.from_pretrained(out / "final").eval()

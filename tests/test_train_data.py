@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.preprocess import clip_preprocess
+from styleid_guidance.encoder.preprocess import clip_preprocess
 from styleid_guidance.train.data import IdentityDataset, TrainTransform, collate
 from styleid_guidance.cli import run
 from styleid_guidance.tiny.smoke_data import make_smoke_dataset
@@ -141,6 +141,8 @@ def test_smoke_dataset_layout_and_pairs(tmp_path):
 def test_smoke_data_cli(tmp_path, capsys):
     assert run(["smoke-data", str(tmp_path / "s"), "--train-ids", "2", "--eval-ids", "2", "--levels", "4", "--image-size", "32"]) == 0
     assert (tmp_path / "s" / "pairs.csv").is_file()
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("styleid smoke-data: wrote ") and "pairs.csv" in err
     assert run(["smoke-data", str(tmp_path / "t"), "--levels", "0,9"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--levels" in err[0] and "1 to 7" in err[0]

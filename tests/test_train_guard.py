@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from styleid_guidance.losses import SupConLoss
-from styleid_guidance.metrics import mean_pairwise_cosine
-from styleid_guidance.train.guard import TrainingGuard, TrainingStopped
+from styleid_guidance.metrics.verification import mean_pairwise_cosine
+from styleid_guidance.train.runs.guard import TrainingGuard, TrainingStopped
+from support import free_port
 
 
 def test_mean_pairwise_cosine_is_one_when_collapsed_and_zero_for_orthogonal_rows():
@@ -50,16 +50,10 @@ def test_collapse_needs_patience_consecutive_intervals():
         TrainingGuard().check_spread(1, math.nan, 0.8, "hint")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _gather_worker(rank: int, port: int, z_all: torch.Tensor, labels_all: torch.Tensor, out: dict) -> None:
     import torch.distributed as dist
 
-    from styleid_guidance.train.distributed import gather_for_contrast
+    from styleid_guidance.train.runs.distributed import gather_for_contrast
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
@@ -81,7 +75,7 @@ def test_gathered_contrast_matches_one_big_batch():
     z_all = torch.randn(8, 6)
     labels_all = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
     out = mp.Manager().dict()
-    mp.spawn(_gather_worker, args=(_free_port(), z_all, labels_all, out), nprocs=2, join=True)
+    mp.spawn(_gather_worker, args=(free_port(), z_all, labels_all, out), nprocs=2, join=True)
     z = z_all.clone().requires_grad_(True)
     loss_fn = SupConLoss(0.1)
     shares = [loss_fn(z, labels_all, anchors=slice(0, 4)), loss_fn(z, labels_all, anchors=slice(4, 8))]

@@ -4,9 +4,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,27 +17,18 @@ from safetensors.torch import load_file
 
 from styleid_guidance import StyleIDEncoder
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.train.checkpoint import list_checkpoints
+from styleid_guidance.train.runs.checkpoint import list_checkpoints
 from styleid_guidance.cli import run
-from styleid_guidance.cli.args import build_config, load_config_file
+from styleid_guidance.cli.config_options import build_config, load_config_file
 from styleid_guidance.train.config import TrainConfig
 from styleid_guidance.tiny.smoke_data import make_smoke_dataset
 from styleid_guidance.train.trainer import build_encoder, train
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = ["--backbone", "test-tiny", "--ids-per-batch", "4", "--images-per-id", "2", "--lora-alpha", "16",
-        "--lr", "1e-2", "--num-workers", "0", "--no-progress", "--log-every", "1"]
+from support import REPO, TINY_TRAIN, free_port, subprocess_env
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     return make_smoke_dataset(tmp_path_factory.mktemp("smoke"), train_ids=24, eval_ids=12, levels=(2, 5), size=64)
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    return env
 
 
 def _records(output: Path) -> list[dict]:
@@ -69,7 +58,7 @@ def test_a_renamed_option_in_a_config_file_is_told_its_new_name(tmp_path, capsys
 
 def test_max_steps_zero_exports_the_initial_encoder(tmp_path):
     out = tmp_path / "run"
-    assert run(["train", "--output", str(out), "--max-steps", "0", *TINY]) == 0
+    assert run(["train", "--output", str(out), "--max-steps", "0", *TINY_TRAIN]) == 0
     enc = StyleIDEncoder.from_pretrained(out / "final")
     ref = build_encoder(build_config(TrainConfig, {}, {"backbone": "test-tiny", "max_steps": 0, "lora_alpha": 16.0}))
     x = torch.rand(2, 3, 64, 64)
@@ -77,13 +66,13 @@ def test_max_steps_zero_exports_the_initial_encoder(tmp_path):
 
 
 def test_cli_user_errors_are_one_line(tmp_path, capsys):
-    assert run(["train", "--data", str(tmp_path / "nope"), "--output", str(tmp_path / "o"), "--max-steps", "2", *TINY]) == 2
+    assert run(["train", "--data", str(tmp_path / "nope"), "--output", str(tmp_path / "o"), "--max-steps", "2", *TINY_TRAIN]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("styleid train: error: --data") and "no such folder" in err[0]
-    assert run(["train", "--output", str(tmp_path / "o"), "--max-steps", "0", *TINY, "--lr", "-1"]) == 2
+    assert run(["train", "--output", str(tmp_path / "o"), "--max-steps", "0", *TINY_TRAIN, "--lr", "-1"]) == 2
     assert "--lr must be a finite number > 0" in capsys.readouterr().err
     if importlib.util.find_spec("tensorboard") is None:
-        assert run(["train", "--output", str(tmp_path / "o"), "--max-steps", "0", "--report-to", "tensorboard", *TINY]) == 2
+        assert run(["train", "--output", str(tmp_path / "o"), "--max-steps", "0", "--report-to", "tensorboard", *TINY_TRAIN]) == 2
         assert "tensorboard is not installed" in capsys.readouterr().err
 
 
@@ -109,11 +98,11 @@ def test_short_training_raises_heldout_auroc(tmp_path, smoke):
 
 
 def test_sigkill_and_resume_ends_with_the_same_weights(tmp_path, smoke):
-    args = ["-m", "styleid_guidance.train", "--data", str(smoke["train"]), "--max-steps", "30", "--save-every", "3", "--keep-last", "2", *TINY]
+    args = ["-m", "styleid_guidance.train", "--data", str(smoke["train"]), "--max-steps", "30", "--save-every", "3", "--keep-last", "2", *TINY_TRAIN]
     ref_out, out = tmp_path / "uninterrupted", tmp_path / "killed"
-    subprocess.run([sys.executable, *args, "--output", str(ref_out)], env=_env(), check=True, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, *args, "--output", str(ref_out)], env=subprocess_env(), check=True, capture_output=True, timeout=300)
 
-    proc = subprocess.Popen([sys.executable, *args, "--output", str(out)], env=_env(),
+    proc = subprocess.Popen([sys.executable, *args, "--output", str(out)], env=subprocess_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not list_checkpoints(out) and proc.poll() is None and time.time() < deadline:
@@ -125,7 +114,7 @@ def test_sigkill_and_resume_ends_with_the_same_weights(tmp_path, smoke):
     killed_at = list_checkpoints(out)[-1][0]
     assert 3 <= killed_at < 30
 
-    resumed = subprocess.run([sys.executable, *args, "--output", str(out)], env=_env(), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([sys.executable, *args, "--output", str(out)], env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from" in resumed.stderr and f"step {killed_at}" in resumed.stderr
     for name in ("final/adapter_model.safetensors", "checkpoints/step-00000030/trainable.safetensors"):
@@ -139,7 +128,7 @@ def test_sigkill_and_resume_ends_with_the_same_weights(tmp_path, smoke):
 
 def test_incompatible_resume_is_refused_with_one_line(tmp_path, smoke, capsys):
     out = tmp_path / "run"
-    common = ["--data", str(smoke["train"]), "--output", str(out), "--save-every", "2", *TINY]
+    common = ["--data", str(smoke["train"]), "--output", str(out), "--save-every", "2", *TINY_TRAIN]
     assert run(["train", *common, "--max-steps", "2"]) == 0
     capsys.readouterr()
     assert run(["train", *common, "--max-steps", "4", "--ids-per-batch", "3"]) == 2
@@ -151,21 +140,15 @@ def test_incompatible_resume_is_refused_with_one_line(tmp_path, smoke, capsys):
     assert [s for s, _ in list_checkpoints(out)] == [2, 3]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_cpu_run(tmp_path, smoke):
     # `accelerate launch --cpu --num_processes 2` starts ONE process unless MPI is configured (accelerate
     # 1.x simple launcher); torchrun-style launching with ACCELERATE_USE_CPU gives two gloo CPU ranks
     out = tmp_path / "ddp"
     accelerate = Path(sys.executable).with_name("accelerate")
     cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-           "-m", "styleid_guidance.train", "--data", str(smoke["train"]), "--output", str(out), "--max-steps", "4", "--save-every", "4", *TINY]
-    run = subprocess.run(cmd, env={**_env(), "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True, timeout=300, cwd=REPO)
+           "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+           "-m", "styleid_guidance.train", "--data", str(smoke["train"]), "--output", str(out), "--max-steps", "4", "--save-every", "4", *TINY_TRAIN]
+    run = subprocess.run(cmd, env={**subprocess_env(), "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stderr.count("wrote the trained encoder") == 1
     assert [s for s, _ in list_checkpoints(out)] == [4]
@@ -197,7 +180,7 @@ def fresh_accelerator_state():
 def test_bf16_grad_checkpointing_and_accumulation(tmp_path, smoke, fresh_accelerator_state):
     out = tmp_path / "amp"
     assert run(["train", "--data", str(smoke["train"]), "--output", str(out), "--max-steps", "3", "--save-every", "3",
-                       *TINY, "--mixed-precision", "bf16", "--grad-checkpointing", "--grad-accum", "2",
+                       *TINY_TRAIN, "--mixed-precision", "bf16", "--grad-checkpointing", "--grad-accum", "2",
                        "--lr-schedule", "cosine", "--warmup-steps", "1"]) == 0
     records = [r for r in _records(out) if "loss" in r]
     assert [r["step"] for r in records] == [1, 2, 3]

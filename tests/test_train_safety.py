@@ -2,24 +2,19 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from styleid_guidance.train.checkpoint import list_checkpoints
+from styleid_guidance.train.runs.checkpoint import list_checkpoints
 from styleid_guidance.cli import run
 from styleid_guidance.tiny.smoke_data import make_smoke_dataset
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = ["--backbone", "test-tiny", "--ids-per-batch", "4", "--images-per-id", "2", "--lora-alpha", "16",
-        "--lr", "1e-2", "--num-workers", "0", "--no-progress", "--log-every", "1"]
+from support import TINY_TRAIN, subprocess_env
 
 
 @pytest.fixture(scope="module")
@@ -27,23 +22,19 @@ def smoke(tmp_path_factory):
     return make_smoke_dataset(tmp_path_factory.mktemp("smoke"), train_ids=16, eval_ids=8, levels=(2, 5), size=64)
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    return env
-
-
 def _one_error_line(capsys) -> str:
+    """The run's one error line, last on stderr (after the trainer's own log lines, if it started)."""
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    return err[0]
+    errors = [line for line in err if line.startswith("styleid train: error: ")]
+    assert len(errors) == 1 and err[-1] == errors[0], err
+    return errors[0]
 
 
 @pytest.mark.parametrize("flag,value", [("--lr", "inf"), ("--lr", "nan"), ("--lr", "0"), ("--weight-decay", "-1"),
                                         ("--temperature", "0"), ("--angular-scale", "nan"), ("--lambda-reg", "inf"),
                                         ("--margin", "2"), ("--max-grad-norm", "-0.5"), ("--collapse-threshold", "1.5")])
 def test_impossible_numbers_are_refused_up_front(tmp_path, capsys, flag, value):
-    assert run(["train", "--output", str(tmp_path / "o"), "--max-steps", "0", *TINY, flag, value]) == 2
+    assert run(["train", "--output", str(tmp_path / "o"), "--max-steps", "0", *TINY_TRAIN, flag, value]) == 2
     line = _one_error_line(capsys)
     assert line.startswith("styleid train: error: ") and flag in line and value in line
     assert not (tmp_path / "o").exists()
@@ -51,14 +42,14 @@ def test_impossible_numbers_are_refused_up_front(tmp_path, capsys, flag, value):
 
 def test_missing_eval_pairs_is_named_before_training(tmp_path, smoke, capsys):
     assert run(["train", "--data", str(smoke["train"]), "--output", str(tmp_path / "o"), "--max-steps", "5",
-                       "--eval-pairs", str(tmp_path / "nope.csv"), *TINY]) == 2
+                       "--eval-pairs", str(tmp_path / "nope.csv"), *TINY_TRAIN]) == 2
     assert "--eval-pairs" in _one_error_line(capsys) and not (tmp_path / "o").exists()
 
 
 def test_divergence_stops_before_final_and_keeps_the_last_good_checkpoint(tmp_path, smoke, capsys):
     out = tmp_path / "run"
     args = ["--data", str(smoke["train"]), "--output", str(out), "--eval-pairs", str(smoke["pairs"]),
-            "--eval-every", "1", "--save-every", "1", "--max-steps", "20", *TINY]
+            "--eval-every", "1", "--save-every", "1", "--max-steps", "20", *TINY_TRAIN]
     # one sane step and checkpoint, then an absurd learning rate on the resumed run
     assert run(["train", *args, "--max-steps", "1"]) == 0
     capsys.readouterr()
@@ -80,7 +71,7 @@ def test_collapse_guard_stops_the_run(tmp_path, smoke, capsys):
     # the untrained tiny encoder already puts batches at mean cosine ≈ 0.8: a 0.3 threshold must fire
     out = tmp_path / "run"
     code = run(["train", "--data", str(smoke["train"]), "--output", str(out), "--max-steps", "20", "--save-every", "1",
-                       "--collapse-threshold", "0.3", "--collapse-patience", "3", *TINY])
+                       "--collapse-threshold", "0.3", "--collapse-patience", "3", *TINY_TRAIN])
     assert code == 2
     line = _one_error_line(capsys)
     assert "step 3: the embeddings collapsed" in line and "final/ was not written" in line, line
@@ -92,10 +83,10 @@ def test_collapse_guard_stops_the_run(tmp_path, smoke, capsys):
 
 
 def test_ctrl_c_checkpoints_and_the_rerun_resumes_to_the_same_weights(tmp_path, smoke):
-    args = ["-m", "styleid_guidance.train", "--data", str(smoke["train"]), "--max-steps", "40", "--save-every", "100", *TINY]
+    args = ["-m", "styleid_guidance.train", "--data", str(smoke["train"]), "--max-steps", "40", "--save-every", "100", *TINY_TRAIN]
     ref, out = tmp_path / "uninterrupted", tmp_path / "interrupted"
-    subprocess.run([sys.executable, *args, "--output", str(ref)], env=_env(), check=True, capture_output=True, timeout=300)
-    proc = subprocess.Popen([sys.executable, *args, "--output", str(out)], env=_env(), stdout=subprocess.DEVNULL,
+    subprocess.run([sys.executable, *args, "--output", str(ref)], env=subprocess_env(), check=True, capture_output=True, timeout=300)
+    proc = subprocess.Popen([sys.executable, *args, "--output", str(out)], env=subprocess_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     log = out / "metrics.jsonl"
@@ -109,7 +100,7 @@ def test_ctrl_c_checkpoints_and_the_rerun_resumes_to_the_same_weights(tmp_path, 
     assert 3 <= step < 40
     assert f"interrupted at step {step} (saved {folder})" in err and f"resume from step {step}" in err
 
-    resumed = subprocess.run([sys.executable, *args, "--output", str(out)], env=_env(), capture_output=True, text=True,
+    resumed = subprocess.run([sys.executable, *args, "--output", str(out)], env=subprocess_env(), capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed from {folder} at step {step}" in resumed.stderr

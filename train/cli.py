@@ -13,10 +13,9 @@ A run resumes automatically from the newest checkpoint in --output. Every option
 from __future__ import annotations
 
 import argparse
-import logging
 from typing import Any
 
-from styleid_guidance.cli import args as common
+from styleid_guidance.cli import config_options, parsing, runtime
 
 from .config import GROUPS, TrainConfig
 
@@ -25,22 +24,21 @@ RENAMED = {"scale": "angular_scale"}
 
 
 def register(sub: Any) -> None:
-    common.add_config_command(sub, "train", "train a StyleID encoder (accelerate: CPU, one GPU or many)", __doc__,
+    config_options.add_config_command(sub, "train", "train a StyleID encoder (accelerate: CPU, one GPU or many)", __doc__,
                               TrainConfig, GROUPS, run)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return common.config_from_args(args, TrainConfig, RENAMED)
+    return config_options.config_from_args(args, TrainConfig, RENAMED)
 
 
 def run(args: argparse.Namespace) -> int:
-    from styleid_guidance.fileio import check_writable_dir
+    from styleid_guidance.files.atomic import check_writable_dir
 
     cfg = config_from_args(args)
-    with common.for_option("--output"):  # before the backbone loads
+    with parsing.for_option("--output"):  # before the backbone loads
         check_writable_dir(cfg.output)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("styleid").setLevel(logging.INFO)  # our progress lines, not open_clip's or accelerate's INFO chatter
+    runtime.command_logger("train")  # its progress lines (styleid.train), not open_clip's or accelerate's INFO chatter
 
     from .trainer import train
 

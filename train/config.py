@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from styleid_guidance.config import LoraSettings
+from styleid_guidance.encoder.config import LoraSettings
 from styleid_guidance.errors import StyleIDError
 
 SCHEDULES = ("constant", "cosine", "linear")
@@ -67,7 +67,7 @@ class TrainConfig:
     max_grad_norm: float = _opt(0.0, "clip gradients to this norm; 0 = off", "optim")
     mixed_precision: str = _opt("no", "accelerate mixed precision", "optim", choices=PRECISIONS)
     seed: int = _opt(0, "seed of the sampler, the angular head and random backbones", "optim")
-    # the guard (train/guard.py)
+    # the guard (train/runs/guard.py)
     collapse_threshold: float = _opt(0.9999, "batch mean pairwise cosine counted as collapsed", "guard")
     collapse_patience: int = _opt(5, "collapsed log intervals in a row that stop the run", "guard")
     # evaluation, checkpoints, logging

@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.images import IMAGE_SUFFIXES, load_image
+from styleid_guidance.files.images import IMAGE_SUFFIXES, load_image
 from styleid_guidance.perception.manifest import manifest_levels
-from styleid_guidance.preprocess import OPENAI_MEAN, OPENAI_STD, clip_preprocess, normalize
+from styleid_guidance.encoder.preprocess import OPENAI_MEAN, OPENAI_STD, clip_preprocess, normalize
 
 logger = logging.getLogger("styleid.train")
 

@@ -11,12 +11,12 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from styleid_guidance.encoder import StyleIDEncoder
+from styleid_guidance.encoder.model import StyleIDEncoder
 from styleid_guidance.losses import StyleIDObjective
-from styleid_guidance.metrics import mean_pairwise_cosine
+from styleid_guidance.metrics.verification import mean_pairwise_cosine
 
 from .config import TrainConfig
-from .distributed import gather_for_contrast
+from .runs.distributed import gather_for_contrast
 
 # what one step reports: the loss terms and the guard's spread statistic (adapted and frozen branch)
 TERMS = ("loss", "ang", "scon", "reg", "cos", "cos0")

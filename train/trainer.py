@@ -10,7 +10,7 @@ default) L_scon contrasts each process's anchors with the embeddings of *every* 
 large-batch contrastive training does, so 4 GPUs × 14 identities see the paper's 56-identity batch.
 
 Safety: a non-finite loss or gradient, or a collapsed embedding spread, stops the run with a
-one-line error before anything is written (`train/guard.py`); Ctrl-C or SIGTERM finishes the step,
+one-line error before anything is written (`train/runs/guard.py`); Ctrl-C or SIGTERM finishes the step,
 writes a checkpoint and says where a re-run resumes.
 """
 from __future__ import annotations
@@ -26,19 +26,19 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from styleid_guidance.encoder import StyleIDEncoder
+from styleid_guidance.encoder.model import StyleIDEncoder
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.fileio import atomic_dir, atomic_write
+from styleid_guidance.files.atomic import atomic_dir, atomic_write
 from styleid_guidance.losses import StyleIDObjective
 
-from . import checkpoint as ckpt
-from . import resume
+from .runs import checkpoint as ckpt
+from .runs import resume
 from .config import TrainConfig
 from .data import IdentityDataset, TrainTransform, collate
-from .distributed import any_process
-from .guard import TrainingGuard, TrainingStopped
-from .interrupt import StopRequest, ignore_sigint
-from .runlog import MetricsLog
+from .runs.distributed import any_process
+from .runs.guard import TrainingGuard, TrainingStopped
+from .runs.interrupt import StopRequest, ignore_sigint
+from .runs.runlog import MetricsLog
 from .sampler import IdentityBalancedBatchSampler
 from .step import TERMS, TrainStep, build_encoder, lr_lambda
 

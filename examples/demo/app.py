@@ -25,7 +25,7 @@ from .profiles import Models
 from .scoring import THRESHOLDS
 from .status import banner_classes, banner_markdown, status_markdown
 
-log = logging.getLogger("styleid-demo")
+log = logging.getLogger("styleid.demo")
 
 FACES_DIR = Path(__file__).resolve().parent.parent / "faces"  # examples/faces in a source checkout
 
@@ -83,6 +83,11 @@ def shipped_faces() -> dict[str, Path]:
     return found if len(found) == len(names) else {}
 
 
+# The upload previews and the banner refresh are UI plumbing: kept out of the API that gradio_client sees, which
+# lists only the three actions (/verify, /stylize, /jojogan).
+INTERNAL = {"api_visibility": "private"}
+
+
 def _file_input(label: str, elem_id: str, multiple: bool = False) -> gr.File:
     return gr.File(file_count="multiple" if multiple else "single", file_types=["image"], type="filepath", label=label,
                    elem_id=elem_id, height=140)
@@ -94,8 +99,8 @@ def _preview(label: str, elem_id: str) -> gr.Image:
 
 def _on_upload(file: gr.File, preview: gr.Image, what: str, limits: Limits) -> None:
     # clear first, then read: a bad file must not leave the previous photo's preview standing
-    file.change(lambda: None, None, preview, queue=False, show_progress="hidden").then(
-        lambda path: preview_upload(path, what, limits), file, preview, show_progress="hidden")
+    file.change(lambda: None, None, preview, queue=False, show_progress="hidden", **INTERNAL).then(
+        lambda path: preview_upload(path, what, limits), file, preview, show_progress="hidden", **INTERNAL)
 
 
 def build_app(models: Models, limits: Limits | None = None, fallback_note: str | None = None, concurrency: int = 1) -> gr.Blocks:
@@ -152,13 +157,15 @@ def build_app(models: Models, limits: Limits | None = None, fallback_note: str |
                         gr.Examples([[[str(p) for p in faces.values()]]], [files], label="example: a photo, a painting, a sketch",
                                     elem_id="verify-examples")
                 with gr.Column(scale=2):
-                    verify_status = gr.Markdown(elem_id="verify-status")
+                    verify_status = gr.Markdown(label="status", elem_id="verify-status")
                     verify_table = gr.Dataframe(headers=verify.HEADERS, label="similarity to the reference",
                                                 interactive=False, elem_id="verify-table")
                     verify_chart = gr.Image(label="similarity chart", type="pil", interactive=False, elem_id="verify-chart")
-            files.change(lambda: ([], ""), None, [gallery, upload_note], queue=False, show_progress="hidden").then(
-                lambda paths: preview_verify(paths, limits), files, [gallery, upload_note], show_progress="hidden")
-            runs = [run_verify.click(do_verify, [files, crop], [verify_table, verify_chart, verify_status], **heavy)]
+            files.change(lambda: ([], ""), None, [gallery, upload_note], queue=False, show_progress="hidden",
+                         **INTERNAL).then(lambda paths: preview_verify(paths, limits), files, [gallery, upload_note],
+                                          show_progress="hidden", **INTERNAL)
+            runs = [run_verify.click(do_verify, [files, crop], [verify_table, verify_chart, verify_status],
+                                     api_name="verify", **heavy)]
 
         with gr.Tab("Stylize", id="stylize"):
             gr.Markdown(
@@ -181,13 +188,14 @@ def build_app(models: Models, limits: Limits | None = None, fallback_note: str |
                                           elem_id="stylize-scale")
                     run_stylize = gr.Button("Stylize", variant="primary", elem_id="stylize-run")
                 with gr.Column(scale=2):
-                    stylize_status = gr.Markdown(elem_id="stylize-status")
-                    grid = gr.Image(label="frameworks × guidance", show_label=False, type="pil", interactive=False,
+                    stylize_status = gr.Markdown(label="status", elem_id="stylize-status")
+                    grid = gr.Image(label="grid: frameworks × guidance", show_label=False, type="pil", interactive=False,
                                     elem_id="stylize-grid")
                     stylize_table = gr.Dataframe(headers=stylize.HEADERS, label="similarity to the photo", interactive=False,
                                                  elem_id="stylize-table")
             _on_upload(face, face_preview, "face photo", limits)
-            runs += [run_stylize.click(do_stylize, [face, style, custom, level, seed, scale], [grid, stylize_table, stylize_status], **heavy)]
+            runs += [run_stylize.click(do_stylize, [face, style, custom, level, seed, scale],
+                                       [grid, stylize_table, stylize_status], api_name="stylize", **heavy)]
 
         with gr.Tab("JoJoGAN", id="jojogan"):
             gr.Markdown(
@@ -208,20 +216,22 @@ def build_app(models: Models, limits: Limits | None = None, fallback_note: str |
                         gr.Examples([[str(faces["astronaut_painted.jpg"]), str(faces["astronaut.jpg"])]], [jj_style, jj_face],
                                     label="example: a painted portrait and a photo", elem_id="jojogan-examples")
                     iters = gr.Slider(1, 1000, value=models.jojogan_iters, step=1, label="training iterations", elem_id="jojogan-iters")
-                    id_weight = gr.Slider(0.0, 5.0, value=jojo.DEFAULT_ID_WEIGHT, step=0.1, label="identity loss weight")
+                    id_weight = gr.Slider(0.0, 5.0, value=jojo.DEFAULT_ID_WEIGHT, step=0.1, label="identity loss weight",
+                                          elem_id="jojogan-id-weight")
                     with gr.Row():
                         keep_color = gr.Checkbox(False, label="preserve colours")
                         jj_seed = gr.Number(0, precision=0, label="seed")
                     run_jj = gr.Button("Train and stylize", variant="primary", elem_id="jojogan-run")
                 with gr.Column(scale=2):
-                    jj_status = gr.Markdown(elem_id="jojogan-status")
+                    jj_status = gr.Markdown(label="status", elem_id="jojogan-status")
                     jj_grid = gr.Image(label="ArcFace-trained vs StyleID-trained", show_label=False, type="pil",
                                        interactive=False, elem_id="jojogan-grid")
                     jj_table = gr.Dataframe(headers=jojo.HEADERS, label="similarity to the face", interactive=False,
                                             elem_id="jojogan-table")
             _on_upload(jj_style, jj_style_preview, "style reference", limits)
             _on_upload(jj_face, jj_face_preview, "face photo", limits)
-            runs += [run_jj.click(do_jojogan, [jj_style, jj_face, iters, id_weight, keep_color, jj_seed], [jj_grid, jj_table, jj_status], **heavy)]
+            runs += [run_jj.click(do_jojogan, [jj_style, jj_face, iters, id_weight, keep_color, jj_seed],
+                                  [jj_grid, jj_table, jj_status], api_name="jojogan", **heavy)]
 
         # models load lazily (and may fail): refresh the banner and the status table after every run
         def refresh():
@@ -229,5 +239,5 @@ def build_app(models: Models, limits: Limits | None = None, fallback_note: str |
                 status_markdown(models)
 
         for event in runs:
-            event.then(refresh, None, [banner, status], queue=False)
+            event.then(refresh, None, [banner, status], queue=False, **INTERNAL)
     return demo

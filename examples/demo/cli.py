@@ -13,10 +13,10 @@ import argparse
 import ipaddress
 from typing import Any
 
-from styleid_guidance.cli import args as common
+from styleid_guidance.cli import flags, parsing, runtime, values
 from styleid_guidance.errors import StyleIDError
 
-from .weights import PROFILES
+from .weight_sources import PROFILES
 
 
 def register(sub: Any) -> None:
@@ -24,22 +24,22 @@ def register(sub: Any) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", choices=PROFILES, default="auto",
                    help="models: tiny (offline, random, not meaningful), sd15 (IP-Adapter), sdxl (+ InstantID), "
-                        "flux (+ InfiniteYou); auto = sd15 when its weights can be had, else tiny (default)")
-    common.add_model(p, default=None)
-    common.add_arcface_model(p)
+                        "flux (+ InfiniteYou, FLUX.1 Kontext); auto = sd15 when its weights can be had, else tiny (default)")
+    flags.add_model(p, default=None)
+    flags.add_arcface_model(p)
     p.add_argument("--weights", action="append", default=[], metavar="KEY=VALUE",
                    help="a Hub id or local path for one other component, e.g. jojogan.stylegan_ckpt=PATH, "
                         "ip_adapter.base_model=ID, clip=ViT-B-16/openai (repeatable)")
-    common.add_device(p)
-    common.add_precision(p, "auto")  # interactive: bf16 where the hardware runs it natively
-    common.add_faces(p, crop=False)
+    flags.add_device(p)
+    flags.add_precision(p, "auto")  # interactive: bf16 where the hardware runs it natively
+    flags.add_faces(p, crop=False)
     g = p.add_argument_group("serving")
     g.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     g.add_argument("--port", type=int, default=None, help="port (default: the first free one from 7860)")
     g.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
     g.add_argument("--concurrency", type=int, default=1, help="requests that run models at the same time (default 1)")
     g.add_argument("--queue-size", type=int, default=16, help="requests that may wait in the queue (default 16)")
-    g.add_argument("--max-upload-mb", type=common.finite_float, default=10.0, help="largest upload in MB (default 10)")
+    g.add_argument("--max-upload-mb", type=values.finite_float, default=10.0, help="largest upload in MB (default 10)")
     g.add_argument("--max-side", type=int, default=4096, help="largest image side in pixels (default 4096)")
     g.add_argument("--open-browser", action="store_true", help="open the page in a browser once it is up")
     p.set_defaults(func=run)
@@ -66,9 +66,9 @@ def is_loopback(host: str) -> bool:
 
 def weights_from(args: argparse.Namespace) -> dict[str, str]:
     """--weights KEY=VALUE plus --model / --arcface-model, as the Models registry's weight table."""
-    from .weights import parse_weight_overrides
+    from .weight_sources import parse_weight_overrides
 
-    with common.for_option("--weights"):
+    with parsing.for_option("--weights"):
         weights = parse_weight_overrides(args.weights)
     for key, flag in (("styleid", "--model"), ("arcface", "--arcface-model")):
         if key in weights:
@@ -82,13 +82,13 @@ def weights_from(args: argparse.Namespace) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     check_args(args)
-    log = common.command_logger("demo")
+    log = runtime.command_logger("demo")
 
     from .limits import Limits
     from .profiles import Models
-    from .weights import go_offline, hub_reachable, resolve_profile
+    from .weight_sources import go_offline, hub_reachable, resolve_profile
 
-    device = common.device_from(args)  # `--device cuda` without a GPU: refused here, not on every click
+    device = runtime.device_from(args)  # `--device cuda` without a GPU: refused here, not on every click
     weights = weights_from(args)
     profile, note = resolve_profile(args.profile, weights)
     if note:

@@ -21,7 +21,7 @@ from styleid_guidance.errors import NoFaceError, StyleIDError
 
 from .limits import Limits, display_name, open_image
 from .profiles import Models
-from .weights import IDENTITY_LABELS
+from .weight_sources import IDENTITY_LABELS
 from .render import Cell, image_grid
 from .scoring import caption, no_face_note, prepare, score
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from styleid_guidance.errors import StyleIDError
-from styleid_guidance.images import load_image
+from styleid_guidance.files.images import load_image
 
 THUMBNAIL_SIDE = 256
 

@@ -1,7 +1,7 @@
 """The demo's model registry: everything the tabs run on, built lazily, failures remembered and shown.
 
 A framework whose module does not import or whose weights cannot be had is shown as unavailable with
-the reason; the rest of the page keeps working. Which weights and profiles exist: `weights.py`.
+the reason; the rest of the page keeps working. Which weights and profiles exist: `weight_sources.py`.
 """
 from __future__ import annotations
 
@@ -21,11 +21,12 @@ from PIL import Image
 
 from styleid_guidance.errors import NoFaceError, StyleIDError
 
-from .weights import (DEFAULT_WEIGHTS, DETECT_SIDE, FRAMEWORK_LABELS, FRAMEWORKS, IDENTITY_LABELS, IDENTITY_MODELS,
-                      PROFILE_FRAMEWORKS, PROFILES, REAL_JOJOGAN_ITERS, TINY_CALL_OVERRIDES, TINY_GUIDANCE,
-                      TINY_JOJOGAN_ITERS, _STYLIZERS, _coerce, arcface_reason, retinaface_reason, weights_reason)
+from .weight_sources import (DEFAULT_WEIGHTS, DETECT_SIDE, FRAMEWORK_LABELS, FRAMEWORKS, IDENTITY_LABELS,
+                             IDENTITY_MODELS, PROFILE_FRAMEWORKS, PROFILES, REAL_JOJOGAN_ITERS, TINY_CALL_OVERRIDES,
+                             TINY_GUIDANCE, TINY_JOJOGAN_ITERS, _STYLIZERS, _coerce, arcface_reason,
+                             retinaface_reason, weights_reason)
 
-log = logging.getLogger("styleid-demo")
+log = logging.getLogger("styleid.demo")
 
 # ----------------------------------------------------------------------------------------- the registry
 
@@ -97,13 +98,13 @@ class Models:
         return self._get(f"id:{name}", IDENTITY_LABELS[name], lambda: self._build_identity(name))
 
     def _build_identity(self, name: str) -> torch.nn.Module:
-        from styleid_guidance.identity import build_identity_loss
+        from styleid_guidance.identity_losses import build_identity_loss
 
         if not self.tiny:
             return build_identity_loss(name, model=self.weights.get(name), device=self.device,
                                        model_rootpath=self.model_rootpath).model
-        from styleid_guidance.arcface import build_arcface_backbone
-        from styleid_guidance.encoder import StyleIDEncoder
+        from styleid_guidance.baselines.arcface import build_arcface_backbone
+        from styleid_guidance.encoder.model import StyleIDEncoder
 
         with torch.random.fork_rng(devices=[]):  # the same tiny models on every launch
             torch.manual_seed({"styleid": 0, "clip": 1, "arcface": 2}[name])
@@ -115,7 +116,7 @@ class Models:
 
     def identity_loss(self, name: str, reference: Any = None, crop: str = "center"):
         """A fresh `IdentityLoss` around the shared (built-once) model: cheap, and safe per request."""
-        from styleid_guidance.identity import build_identity_loss
+        from styleid_guidance.identity_losses import build_identity_loss
 
         return build_identity_loss(name, reference, model=self.identity_module(name), device=self.device, crop=crop,
                                    detector=self.detector, model_rootpath=self.model_rootpath,
@@ -146,7 +147,7 @@ class Models:
         return faces
 
     def _detect(self, image: Image.Image) -> list:
-        from styleid_guidance.faces import detect_faces
+        from styleid_guidance.faces.detection import detect_faces
 
         try:
             return detect_faces(image, detector=self.detector, model_rootpath=self.model_rootpath, device=self.device)

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .weights import IDENTITY_LABELS
+from .weight_sources import IDENTITY_LABELS
 
 MODEL_COLORS = {"styleid": "#d9480f", "arcface": "#1c7ed6", "clip": "#868e96"}
 

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from styleid_guidance.faces import FaceRegion
-from styleid_guidance.images import to_tensor
+from styleid_guidance.faces.detection import FaceRegion
+from styleid_guidance.files.images import to_tensor
 
 from .profiles import Models
-from .weights import IDENTITY_LABELS
+from .weight_sources import IDENTITY_LABELS
 
 # Same/different cut-offs on cosine similarity. StyleID: 0.4, the paper's headline operating point.
 # ArcFace and CLIP: the best of the paper's three fixed thresholds (0.3 / 0.4 / 0.5) for each model on

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .profiles import Availability, Models
-from .weights import FRAMEWORK_LABELS, FRAMEWORKS, IDENTITY_LABELS, IDENTITY_MODELS, TINY_BANNER
+from .weight_sources import FRAMEWORK_LABELS, FRAMEWORKS, IDENTITY_LABELS, IDENTITY_MODELS, TINY_BANNER
 
 
 @dataclass

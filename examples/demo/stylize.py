@@ -1,6 +1,7 @@
-"""Stylize tab: one face photo, one style, one strength level → a 3 x 3 grid.
+"""Stylize tab: one face photo, one style, one strength level → a 3-row grid, one column per framework.
 
-Columns are the frameworks (IP-Adapter, InstantID, InfiniteYou), rows the identity guidance (none,
+Columns are the frameworks (IP-Adapter, InstantID, InfiniteYou, FLUX.1 Kontext — the style prompt becomes
+Kontext's instruction, `presets.kontext_instruction`), rows the identity guidance (none,
 ArcFace, StyleID). Every cell uses the same seed, so a column differs only by its guidance; every
 image is annotated with its StyleID and ArcFace similarity to the input photo.
 """
@@ -16,11 +17,11 @@ from styleid_guidance.errors import NoFaceError, StyleIDError
 
 from .limits import Limits, display_name, open_image
 from .profiles import Models
-from .weights import FRAMEWORK_LABELS, FRAMEWORKS
+from .weight_sources import FRAMEWORK_LABELS, FRAMEWORKS
 from .render import Cell, image_grid
 from .scoring import Prepared, caption, no_face_note, prepare, score
 
-log = logging.getLogger("styleid-demo")
+log = logging.getLogger("styleid.demo")
 
 GUIDANCE_ROWS = (("none", "unguided"), ("arcface", "ArcFace-guided"), ("styleid", "StyleID-guided"))
 CUSTOM = "custom"

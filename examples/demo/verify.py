@@ -20,7 +20,7 @@ from .limits import Limits, display_name, open_image, thumbnail
 from .profiles import Models
 from .render import similarity_chart
 from .scoring import THRESHOLDS, prepare, score, verdict
-from .weights import IDENTITY_LABELS, IDENTITY_MODELS
+from .weight_sources import IDENTITY_LABELS, IDENTITY_MODELS
 
 HEADERS = ["image"] + [h for m in IDENTITY_MODELS for h in (IDENTITY_LABELS[m], f"{IDENTITY_LABELS[m]} verdict")]
 CROP_CHOICES = [("face: detect and align the largest face (as styleid verify)", "face"),

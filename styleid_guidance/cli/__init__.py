@@ -2,6 +2,8 @@
 
     styleid verify PHOTO STYLIZED [...]        similarity and same/different verdicts
     styleid embed FOLDER -o emb.safetensors    embed every image of a folder
+    styleid score REF GEN [--model M ...]      identity score of generated images vs references (folders, embeddings)
+    styleid push MODEL_DIR --repo-id U/NAME    publish an encoder on the Hub (safetensors, card with eval results)
     styleid eval --pairs pairs.csv -o DIR      verification metrics, Table-1 layout, plots
     styleid train --config configs/smoke.yaml  train a StyleID encoder (accelerate: CPU to many GPUs)
     styleid distill --data DIR -o DIR          distil a StyleID teacher into a small, fast student
@@ -12,6 +14,7 @@
     styleid demo                               the Gradio demo on 127.0.0.1
     styleid study DATA -o DIR                  the human studies (2AFC + same/different) as a local web app
     styleid psychometric TRIALS.csv -o DIR     psychometric curves and thresholds from the answers
+    styleid comfyui install COMFYUI_DIR        link the ComfyUI node pack into COMFYUI_DIR/custom_nodes/
 
 Also `python -m styleid_guidance ...` and `accelerate launch -m styleid_guidance train ...`.
 User mistakes print one line `styleid <command>: error: ...` and exit with code 2.
@@ -24,21 +27,24 @@ import sys
 from typing import Callable, Sequence
 
 from ..errors import run_cli
-from .args import Parser
+from .parsing import Parser
 
 # (subcommand, module with `register(subparsers)`), in the order `styleid --help` lists them
 SUBCOMMANDS = (
     ("verify", "styleid_guidance.cli.verify"),
     ("embed", "styleid_guidance.cli.embed"),
+    ("score", "styleid_guidance.cli.score"),
+    ("push", "styleid_guidance.cli.push"),
     ("eval", "styleid_guidance.eval.cli"),
     ("train", "styleid_guidance.train.cli"),
-    ("distill", "styleid_guidance.train.distill_cli"),
+    ("distill", "styleid_guidance.train.distill.cli"),
     ("smoke-data", "styleid_guidance.tiny.smoke_data"),
-    ("generate", "styleid_guidance.perception.generate_cli"),
+    ("generate", "styleid_guidance.perception.generate.cli"),
     ("jojogan", "styleid_guidance.jojogan.cli"),
     ("demo", "styleid_guidance.demo.cli"),
-    ("study", "styleid_guidance.perception.study_cli"),
-    ("psychometric", "styleid_guidance.perception.psychometric_cli"),
+    ("study", "styleid_guidance.perception.study.cli"),
+    ("psychometric", "styleid_guidance.perception.psychometric.cli"),
+    ("comfyui", "styleid_guidance.integrations.comfyui.install"),
 )
 
 

@@ -3,17 +3,16 @@
 `.safetensors` holds the embeddings and, in its metadata, the file names and model: one file, so
 names and rows cannot get out of step. `.npy` writes the array plus `NAME.files.txt` (one relative
 path per row) whose first line records the array's SHA-256, so a reader can tell the two belong
-together (`styleid_guidance.embedding_files.read_embeddings` checks it).
+together (`styleid_guidance.files.embeddings.read_embeddings` checks it).
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import StyleIDError
-from . import args as common
+from . import flags, parsing, runtime
 
 SUFFIXES = (".npy", ".safetensors")
 
@@ -22,14 +21,14 @@ def register(sub: Any) -> None:
     p = sub.add_parser("embed", help="embed every image of a folder to .safetensors or .npy", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", metavar="FOLDER", help="folder of images (searched recursively)")
-    common.add_output(p, "output file: .safetensors (embeddings + file names) or .npy (+ .files.txt)")
-    common.add_model(p)
-    common.add_faces(p)
-    common.add_device(p)
-    common.add_precision(p, "auto")  # bulk work: bf16 where native (cosine ≥ 0.9995 to fp32); fp32 for exact files
-    common.add_batch_size(p)
+    flags.add_output(p, "output file: .safetensors (embeddings + file names) or .npy (+ .files.txt)")
+    flags.add_model(p)
+    flags.add_faces(p)
+    flags.add_device(p)
+    flags.add_precision(p, "auto")  # bulk work: bf16 where native (cosine ≥ 0.9995 to fp32); fp32 for exact files
+    flags.add_batch_size(p)
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images or images without a face instead of stopping")
-    common.add_progress(p)
+    flags.add_progress(p)
     p.set_defaults(func=run)
 
 
@@ -37,19 +36,19 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from ..embedding_files import write_embeddings
-    from ..fileio import check_writable_file
-    from ..images import list_images
+    from ..files.embeddings import write_embeddings
+    from ..files.atomic import check_writable_file
+    from ..files.images import list_images
 
     out = Path(args.output)
     if out.suffix not in SUFFIXES:
         raise StyleIDError(f"--output {out}: use a .npy or .safetensors file name")
-    with common.for_option("--output"):  # before any model loads or image is embedded
+    with parsing.for_option("--output"):  # before any model loads or image is embedded
         check_writable_file(out)
     files = list_images(args.folder)
     if not files:
         raise StyleIDError(f"{args.folder}: no images (.png, .jpg, .webp ...) found")
-    encoder = common.load_encoder(args)
+    encoder = runtime.load_encoder(args)
     detector = args.detector or "retinaface"
     chunks, kept, skipped = [], [], []
     with torch.inference_mode():
@@ -71,9 +70,10 @@ def run(args: argparse.Namespace) -> int:
         raise StyleIDError(f"{args.folder}: no image could be embedded ({skipped[0] if skipped else 'empty'})")
     emb = torch.cat(chunks).float()
     names = [str(f.relative_to(args.folder)) for f in kept]
-    with common.for_option("--output"):
+    with parsing.for_option("--output"):
         write_embeddings(out, emb, names, model=str(args.model))
-    print(f"wrote {len(names)} embeddings of dimension {emb.shape[1]} to {out}")
+    log = runtime.command_logger("embed")
+    log.info(f"wrote {len(names)} embeddings of dimension {emb.shape[1]} to {out}")
     if skipped:
-        print(f"skipped {len(skipped)} unreadable images, e.g. {skipped[0]}", file=sys.stderr)
+        log.warning(f"skipped {len(skipped)} unreadable images, e.g. {skipped[0]}")
     return 0

@@ -14,7 +14,7 @@ import torch
 
 from ..devices import check_precision
 from ..errors import StyleIDError
-from ..metrics import mean_pairwise_cosine
+from ..metrics.verification import mean_pairwise_cosine
 from ..options import CROPS
 from .cache import CACHE_FOLDER, embed_with_cache
 from .models import ModelSpec, ModelUnavailable, build_embedder, parse_baseline

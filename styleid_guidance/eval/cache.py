@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..fileio import atomic_write
+from ..files.atomic import atomic_write
 from .models import Embedder, ModelSpec
 
 CACHE_FOLDER = "embedding_cache"

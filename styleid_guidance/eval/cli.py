@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..cli import args as common
+from ..cli import flags, parsing, runtime
 from ..errors import StyleIDError
 from ..options import DEFAULT_CROP
 from .models import BASELINES
@@ -40,20 +40,23 @@ def register(sub: Any) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pairs", required=True, metavar="CSV",
                    help="CSV with source,stylized,label[,split,method,style,strength,human]; paths relative to it")
-    common.add_output(p, "output folder (metrics.json, table.md, scores.csv, PNG plots, embedding cache); replaced as a set")
-    common.add_model(p)
+    flags.add_output(p, "output folder (metrics.json, table.md, scores.csv, PNG plots, embedding cache); replaced as a set")
+    flags.add_model(p)
     p.add_argument("--name", default="styleid", help="row name of --model in the outputs; --model none evaluates baselines only (default: %(default)s)")
     p.add_argument("--baseline", action="append", default=[], metavar="NAME[=MODEL]",
                    help=f"also evaluate {', '.join(BASELINES)}; repeatable; =MODEL overrides the weights (e.g. clip=test-tiny)")
     p.add_argument("--table1", action="store_true",
                    help="the paper's Table 1: --model and every baseline, each with the paper's crop; missing weights are skipped")
-    common.add_faces(p)
-    common.add_device(p)
-    common.add_precision(p, "fp32")  # metrics: the same numbers on every machine unless asked otherwise
-    common.add_batch_size(p)
+    flags.add_faces(p)
+    flags.add_device(p)
+    flags.add_precision(p, "fp32")  # metrics: the same numbers on every machine unless asked otherwise
+    flags.add_batch_size(p)
     p.add_argument("--cache-dir", default=None, metavar="DIR", help="embedding cache folder (default: OUTPUT/embedding_cache)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write cached embeddings")
-    common.add_progress(p)
+    p.add_argument("--save-calibration", action="store_true",
+                   help="write the human-fitted logistic calibration into the --model folder (calibration.json), so "
+                        "`styleid verify` reports a confidence; needs a `human` column")
+    flags.add_progress(p)
     p.set_defaults(func=run)
 
 
@@ -64,17 +67,29 @@ def run(args: argparse.Namespace) -> int:
     if args.table1 and args.crop != DEFAULT_CROP:
         raise StyleIDError("--table1 sets each model's crop itself (centre crop for CLIP-family models, aligned faces for "
                            "ArcFace/AdaFace/AntelopeV2); leave out --crop")
-    with common.for_option("--pairs", args.pairs):
-        read_pairs(args.pairs)  # a bad CSV is named as --pairs, before any model loads
+    with parsing.for_option("--pairs", args.pairs):
+        pair_list = read_pairs(args.pairs)  # a bad CSV is named as --pairs, before any model loads
+    if args.save_calibration:
+        from ..score.verification import check_calibration_target
+
+        check_calibration_target(args.model, pair_list, args.pairs)
     cache_dir = None if args.no_cache else (args.cache_dir or "default")
-    with common.for_option("--output", args.output):
+    with parsing.for_option("--output", args.output):
         check_output(args.output, cache_dir)  # before the long work
     model = None if str(args.model).lower() == "none" else args.model
-    device = common.device_from(args)
+    device = runtime.device_from(args)
     result = evaluate(model, args.pairs, args.output, baselines=args.baseline, crop=args.crop, name=args.name,
                       device=device, batch_size=args.batch_size, cache_dir=cache_dir,
                       detector=args.detector or "retinaface", model_rootpath=args.model_rootpath,
                       progress=not args.no_progress, table1=args.table1, precision=args.precision)
-    print(result.files["table"].read_text(), end="")
-    print("wrote " + ", ".join(str(p) for p in result.files.values()))
+    if args.save_calibration:
+        from ..score.verification import write_calibration
+
+        fit = result.metrics.get(args.name, {}).get("human", {}).get("calibration")
+        if fit is None:
+            raise StyleIDError(f"--save-calibration: the raters of {args.pairs} never (or always) said 'same'; no calibration "
+                               f"can be fitted (the report was written)")
+        runtime.command_logger("eval").info(f"wrote {write_calibration(args.model, fit, args.pairs, args.name)}")
+    print(result.files["table"].read_text(), end="")  # the table is the command's output
+    runtime.command_logger("eval").info("wrote " + ", ".join(str(p) for p in result.files.values()))
     return 0

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import REPORT_THRESHOLDS
+from ..metrics.verification import REPORT_THRESHOLDS
 
 ECE_BINS = 10
 LOGISTIC_C = 1e4

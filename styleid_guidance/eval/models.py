@@ -3,10 +3,10 @@
 `NAME=MODEL` overrides a baseline's weights: an open_clip `name[/pretrained]` for clip/siglip2
 (`clip=test-tiny` is the offline random test model), a weights file/folder for arcface
 (`arcface=random` is a random IR-SE50, for tests), adaface (an AdaFace IR `.ckpt` or its folder;
-default: ADAFACE_HOME, see styleid_guidance.adaface) and antelopev2 (an insightface pack folder; default:
+default: ADAFACE_HOME, see styleid_guidance.baselines.adaface) and antelopev2 (an insightface pack folder; default:
 the antelopev2 pack under ~/.insightface/models, or its Hugging Face copy).
 
-antelopev2 is used as InstantID uses it (styleid_guidance.insightface_app.FaceApp): the pack's own SCRFD
+antelopev2 is used as InstantID uses it (styleid_guidance.faces.insightface_app.FaceApp): the pack's own SCRFD
 detector at 640 px, the largest face, insightface's `norm_crop` to 112 px and glintr100's embedding,
 L2-normalised here for the cosine (`--detector` does not apply to it).
 
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from ..errors import NoFaceError, StyleIDError
-from ..faces import FaceRegion
-from ..images import load_image, to_tensor
-from ..hub import hub_endpoint, hub_offline, offline, reachable
-from .weights import WeightsUnavailable, hub_model, open_clip_weights
+from ..faces.detection import FaceRegion
+from ..files.images import load_image, to_tensor
+from ..hub.resolve import facexlib_weights_dir, hub_endpoint, hub_offline, offline, reachable
+from ..baselines.weights import WeightsUnavailable, hub_model, open_clip_weights
 
 BASELINES = {"clip": "ViT-L-14/openai", "siglip2": "ViT-L-16-SigLIP2-256/webli", "arcface": "default",
              "adaface": "default", "antelopev2": "antelopev2"}
@@ -111,14 +111,14 @@ def face_region(pil: Any, file: Path, spec: ModelSpec, detector: str, model_root
 def _load_detector(crop: str, detector: str, model_rootpath: str | None, device: torch.device) -> None:
     """Load the face detector with the model, so missing detector weights count as the model's."""
     if crop == "face":
-        from ..faces import detect_faces
+        from ..faces.detection import detect_faces
 
         detect_faces(np.zeros((64, 64, 3), np.uint8), detector=detector, model_rootpath=model_rootpath, device=device)
 
 
 def _adaface_embedder(spec: ModelSpec, crop: str, device: torch.device, detector: str, model_rootpath: str | None) -> Embedder:
-    from ..adaface import load_adaface
-    from ..preprocess import _resize, center_crop, resize_shortest_side
+    from ..baselines.adaface import load_adaface
+    from ..encoder.preprocess import _resize, center_crop, resize_shortest_side
 
     model = load_adaface(None if spec.source == "default" else spec.source, device=device)
     _load_detector(crop, detector, model_rootpath, device)
@@ -156,7 +156,7 @@ def _square_bgr(pil: Any, crop: str, size: int = 112) -> np.ndarray:
 
 
 def _antelope_embedder(spec: ModelSpec, crop: str, device: torch.device) -> Embedder:
-    from ..insightface_app import PACKS, FaceApp, default_root, largest, pack_dir, to_bgr
+    from ..faces.insightface_app import PACKS, FaceApp, default_root, largest, pack_dir, to_bgr
 
     try:
         with hub_offline():  # on disk or in the Hub cache: no network needed
@@ -199,11 +199,11 @@ def _antelope_embedder(spec: ModelSpec, crop: str, device: torch.device) -> Embe
 
 
 def _arcface_embedder(spec: ModelSpec, crop: str, device: torch.device, detector: str, model_rootpath: str | None) -> Embedder:
-    from ..arcface import ARCFACE_FILE, ARCFACE_URL, build_arcface_backbone
-    from ..identity import build_identity_loss
+    from ..baselines.arcface import ARCFACE_FILE, ARCFACE_URL, build_arcface_backbone
+    from ..identity_losses import build_identity_loss
 
     if spec.source == "default":  # facexlib's download: fail at once, and without its progress line, when offline
-        folder = Path(model_rootpath) if model_rootpath else Path(__import__("facexlib").__file__).parent / "weights"
+        folder = facexlib_weights_dir(model_rootpath)
         ok, why = (True, "") if (folder / ARCFACE_FILE).is_file() else reachable(ARCFACE_URL)
         if not ok:
             raise WeightsUnavailable(f"ArcFace weights not found at {folder / ARCFACE_FILE} and cannot be downloaded now ({why}); "
@@ -243,7 +243,7 @@ def _encoder_embedder(spec: ModelSpec, crop: str, device: torch.device, batch_si
         name, _, pretrained = spec.source.partition("/")
         tag = None if name == "test-tiny" else (pretrained or "openai")
         weights = open_clip_weights(name, tag, spec.kind)  # before the slow imports: missing weights fail at once
-    from ..encoder import StyleIDEncoder
+    from ..encoder.model import StyleIDEncoder
 
     with weights:
         if spec.kind == "styleid":

@@ -1,7 +1,7 @@
 """The eval output folder as one set: metrics.json, table.md, scores.csv and the plots always belong
 to the same run.
 
-The report is written into a temp folder beside OUT and swapped in whole (fileio.replace_dir), so a
+The report is written into a temp folder beside OUT and swapped in whole (files.atomic.replace_dir), so a
 kill leaves either the old set or the new one, never new metrics beside old plots, and a file the new
 run does not produce (say similarity_vs_strength.png without a strength column) is gone. The embedding
 cache inside OUT is carried into the new set by hard links (its files are only ever replaced by
@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import StyleIDError
-from ..fileio import replace_dir, temp_dir_for
+from ..files.atomic import replace_dir, temp_dir_for
 
 REPORT_FILES = ("metrics.json", "table.md", "scores.csv")
 

@@ -6,8 +6,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..fileio import atomic_write
-from ..metrics import roc_curve, verification_report
+from ..files.atomic import atomic_write
+from ..metrics.verification import roc_curve, verification_report
 from .pairs import Pair
 from .report import group_order, human_rates
 

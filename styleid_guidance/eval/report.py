@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..metrics import verification_report
+from ..metrics.verification import verification_report
 from .human import human_alignment
 from .pairs import GROUPS, Pair
 

@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import StyleIDError
-from ..images import IMAGE_SUFFIXES
+from ..files.images import IMAGE_SUFFIXES
 
-METHODS = ("ip_adapter", "instantid", "infiniteyou")
+METHODS = ("ip_adapter", "instantid", "infiniteyou")  # the paper's three: the default of every command
+# beyond the paper, on request only (`--methods kontext`): FLUX.1 Kontext [dev] instruction editing
+EXTRA_METHODS = ("kontext",)
+ALL_METHODS = METHODS + EXTRA_METHODS
 LEVELS = tuple(range(1, 8))
 SOURCE_DIR = "p3"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a folder name that is safe on every file system
@@ -58,10 +61,10 @@ def parse_methods(text: str | Sequence[str]) -> list[str]:
     """"ip_adapter,instantid" → ["ip_adapter", "instantid"] (order kept, duplicates dropped)."""
     names = text.replace(",", " ").split() if isinstance(text, str) else list(text)
     if not names:
-        raise StyleIDError(f"no methods given; choose from {', '.join(METHODS)}")
-    unknown = [n for n in names if n not in METHODS]
+        raise StyleIDError(f"no methods given; choose from {', '.join(ALL_METHODS)}")
+    unknown = [n for n in names if n not in ALL_METHODS]
     if unknown:
-        raise StyleIDError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        raise StyleIDError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(ALL_METHODS)}")
     return list(dict.fromkeys(names))
 
 
@@ -124,8 +127,8 @@ def read_calibration(path: str | os.PathLike) -> dict[tuple[str, str], list[int]
         if missing:
             raise StyleIDError(f"{where}: missing {', '.join(missing)}")
         method, style, kept = cell["method"], cell["style"], cell["levels_kept"]
-        if method not in METHODS:
-            raise StyleIDError(f"{where}: unknown method {method!r} (one of {', '.join(METHODS)})")
+        if method not in ALL_METHODS:
+            raise StyleIDError(f"{where}: unknown method {method!r} (one of {', '.join(ALL_METHODS)})")
         if not isinstance(style, str) or not _NAME.match(style):
             raise StyleIDError(f"{where}: style must be a folder-safe name, got {style!r}")
         if not isinstance(kept, list) or any(isinstance(v, bool) or not isinstance(v, int) or v not in LEVELS for v in kept):

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from ..errors import StyleIDError
-from ..fileio import atomic_write
+from ..files.atomic import atomic_write
 
 logger = logging.getLogger("styleid.generate")
 
@@ -141,7 +141,7 @@ class ManifestPart:
             self.path = folder / f"{socket.gethostname()}-{os.getpid()}.jsonl"
             self._file: IO[str] = open(self.path, "a", encoding="utf-8")
         except OSError as err:
-            from ..fileio import cannot_write
+            from ..files.atomic import cannot_write
 
             raise cannot_write(folder, err) from None
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
 from tokenizers import pre_tokenizers
-from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModelWithProjection
+from transformers import (CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig,
+                          CLIPVisionModelWithProjection)
 
-from styleid_guidance.pipelines.schedulers import sd15_scheduler
+from styleid_guidance.pipelines.ddim import sd15_scheduler
 
 from .rng import seeded
 

@@ -262,25 +262,27 @@ def make_smoke_dataset(out: str | Path, train_ids: int = 48, eval_ids: int = 16,
 
 def register(sub: Any) -> None:
     """`styleid smoke-data OUT`."""
-    from ..cli import args as common
+    from ..cli import flags, values
 
     p = sub.add_parser("smoke-data", help="synthetic StyleBench-layout data (train + held-out + pairs.csv) for CPU smoke runs",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("out", metavar="OUT", help="output folder")
-    p.add_argument("--train-ids", type=common.positive_int, default=48, help="training identities (default: %(default)s)")
-    p.add_argument("--eval-ids", type=common.positive_int, default=16, help="held-out identities for pairs.csv (default: %(default)s)")
-    common.add_levels(p, default="1,3,5,7")
-    p.add_argument("--image-size", type=common.positive_int, default=96, help="image side in px (default: %(default)s)")
-    common.add_seed(p)
+    p.add_argument("--train-ids", type=values.positive_int, default=48, help="training identities (default: %(default)s)")
+    p.add_argument("--eval-ids", type=values.positive_int, default=16, help="held-out identities for pairs.csv (default: %(default)s)")
+    flags.add_levels(p, default="1,3,5,7")
+    p.add_argument("--image-size", type=values.positive_int, default=96, help="image side in px (default: %(default)s)")
+    flags.add_seed(p)
     p.set_defaults(func=run)
 
 
 def run(args: Any) -> int:
-    from ..cli.args import for_option
-    from ..fileio import check_writable_dir
+    from ..cli.parsing import for_option
+    from ..files.atomic import check_writable_dir
 
     with for_option("OUT"):
         check_writable_dir(args.out)
     paths = make_smoke_dataset(args.out, args.train_ids, args.eval_ids, args.levels, args.image_size, args.seed)
-    print(f"wrote {paths['train']} (training), {paths['eval']} (held-out) and {paths['pairs']}")
+    from ..cli.runtime import command_logger
+
+    command_logger("smoke-data").info(f"wrote {paths['train']} (training), {paths['eval']} (held-out) and {paths['pairs']}")
     return 0

@@ -1,0 +1,163 @@
+"""Identity guidance inside ComfyUI's own sampler, as a post-CFG function on a ModelPatcher clone.
+
+This is the x0 mode of the diffusers callback (`styleid_guidance.integrations.callback`, MPGD-style): at each
+guided model call ComfyUI hands post-CFG functions `denoised`, the classifier-free-guided x0 estimate. We
+decode it differentiably, take the gradient of 1 − cos(StyleID(decode(x0)), reference) w.r.t. x0 (no
+back-propagation through the UNet) and return x0 − scale·ĝ. Every ComfyUI sampler then moves x_t as if the
+model had predicted the corrected x0 (for Euler: x_next shifts by (1 − σ_next/σ)·Δ).
+
+Step size: ĝ is the per-sample gradient scaled to unit RMS, exactly as the callback's `normalize_grad`, so
+`scale` is the RMS of the x0 change in the model's latent units (after the latent format's scaling): the same
+meaning for any loss, resolution, noise level or identity model. scale 0 returns `denoised` itself, untouched,
+so sampling is bit-identical to the unpatched model.
+
+ComfyUI executes nodes under `torch.inference_mode()` and samples under no_grad: gradients are enabled
+locally, x0 is cloned into a normal (non-inference) leaf, and a decoder whose weights are inference tensors is
+copied once into normal tensors. Other post-CFG functions (other packs, applied before or after this one) are
+kept: ComfyUI chains them in order, each receiving the previous one's output as `denoised`.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from styleid_guidance.errors import StyleIDError
+from styleid_guidance.integrations.descent import identity_descent
+
+from .models import StyleIDModel
+
+log = logging.getLogger(__name__)
+
+
+def _plain_module(module: nn.Module) -> nn.Module:
+    """`module` itself, or a copy with normal tensors when its weights are inference tensors (made by a loader
+    node under inference mode), which autograd cannot save for backward."""
+    if not any(t.is_inference() for t in list(module.parameters()) + list(module.buffers())):
+        return module
+    with torch.inference_mode(False):
+        plain = copy.deepcopy(module)
+        for t in list(plain.parameters()) + list(plain.buffers()):
+            if t.is_inference():
+                t.data = t.data.clone()
+    return plain.requires_grad_(False)
+
+
+class IdentityGuidance:
+    """The post-CFG function. Holds the reference embedding, decoder and identity model; `last_losses` records
+    the mean identity loss (1 − cos) at each guided call of the latest sampling, for inspection."""
+
+    def __init__(self, styleid: StyleIDModel, reference: torch.Tensor, vae: Any, latent_format: Any,
+                 model_sampling: Any, scale: float, start_percent: float, end_percent: float, every: int):
+        if not math.isfinite(float(scale)) or float(scale) < 0:
+            raise StyleIDError(f"scale must be a finite number >= 0, got {scale}")
+        if not (0.0 <= start_percent < end_percent <= 1.0):
+            raise StyleIDError(f"need 0 <= start_percent < end_percent <= 1, got {start_percent} and {end_percent}")
+        if int(every) < 1:
+            raise StyleIDError(f"every_n_steps must be at least 1, got {every}")
+        self.styleid = styleid
+        self.scale = float(scale)
+        self.every = int(every)
+        self.vae = vae
+        self.latent_format = latent_format
+        self.sigma_start = float(model_sampling.percent_to_sigma(start_percent))
+        self.sigma_end = float(model_sampling.percent_to_sigma(end_percent))
+        with torch.inference_mode(False):  # a normal tensor: it enters the loss's autograd graph at every step
+            emb, found = styleid.embed(reference, "reference")
+            # several photos of the person: one direction, the normalised mean of their embeddings
+            self.reference = torch.nn.functional.normalize(emb.mean(0), dim=0)
+        self.region = None
+        for i, ok in enumerate(found):  # the generated face is cut where the first reference with a face has it
+            if ok:
+                self.region = styleid.region(reference[i], f"reference {i}")
+                break
+        self.reference_face_found = any(found)
+        self._decoder: nn.Module | None = None
+        self.last_losses: list[float] = []
+
+    def __deepcopy__(self, memo: dict) -> "IdentityGuidance":
+        # ModelPatcher.clone() deep-copies model_options: share this function (its identity model, decoder copy and
+        # reference) instead of duplicating gigabytes of weights at every clone
+        return self
+
+    # -- which calls are guided ---------------------------------------------------------------------------
+    def _is_guided(self, sigma: float, sample_sigmas: torch.Tensor | None) -> bool:
+        if not (self.sigma_end <= sigma <= self.sigma_start):
+            return False
+        if sample_sigmas is None or self.every == 1:
+            return True
+        steps = [float(s) for s in sample_sigmas[:-1]]
+        window = [i for i, s in enumerate(steps) if self.sigma_end <= s <= self.sigma_start]
+        # this call's step: the last one whose sigma is at or above the current one (exact for the step's own
+        # evaluation; a sampler's intermediate evaluation, Heun or DPM-2, counts with its step)
+        here = [i for i in window if steps[i] >= sigma * (1 - 1e-4)]
+        return not here or window.index(here[-1]) % self.every == 0
+
+    # -- the step -------------------------------------------------------------------------------------------
+    def decode(self, x0: torch.Tensor) -> torch.Tensor:
+        """Model-space latents → images [B,3,H,W] in 0..1, differentiable (ComfyUI's `VAE.decode` writes into a
+        preallocated buffer without a graph, so this goes through the first-stage model itself)."""
+        if self._decoder is None:
+            import comfy.model_management as mm
+
+            mm.load_models_gpu([self.vae.patcher])
+            self._decoder = _plain_module(self.vae.first_stage_model)
+        param = next(self._decoder.parameters())
+        # model space → the VAE's own latents: SD's 1/0.18215 scaling, FLUX's 1/scale_factor + shift_factor
+        z = self.latent_format.process_out(x0).to(param.device, param.dtype)
+        return ((self._decoder.decode(z).float() + 1.0) / 2.0).clamp(0.0, 1.0)
+
+    def identity_loss(self, images: torch.Tensor) -> torch.Tensor:
+        """Per-sample 1 − cos(embedding, reference), differentiable w.r.t. `images`."""
+        loss_fn = self.styleid.face if self.region is not None else self.styleid.center
+        images = images.to(loss_fn.device)
+        z = loss_fn.embed(images, face_region=self.region) if self.region is not None else loss_fn.embed(images)
+        return 1.0 - z @ self.reference.to(z.device)
+
+    def __call__(self, args: dict[str, Any]) -> torch.Tensor:
+        denoised = args["denoised"]
+        if self.scale == 0.0:
+            return denoised
+        if denoised.ndim != 4:
+            raise StyleIDError(f"StyleIDGuidance supports image models with 4-d latents, got shape {tuple(denoised.shape)}")
+        sigma = float(args["sigma"].max())
+        sample_sigmas = args.get("model_options", {}).get("transformer_options", {}).get("sample_sigmas")
+        if not self._is_guided(sigma, sample_sigmas):
+            return denoised
+        with torch.inference_mode(False), torch.enable_grad():
+            x0 = denoised.detach().clone().float().requires_grad_(True)
+            loss = self.identity_loss(self.decode(x0))
+            delta, finite = identity_descent(loss, x0, self.scale)
+        if not bool(finite.all()):  # those samples get no step; the others are still guided
+            log.warning("StyleIDGuidance: non-finite identity loss or gradient at sigma %.4g for %d of %d samples; "
+                        "their step is skipped", sigma, int((~finite).sum()), len(finite))
+        if not bool(finite.any()):
+            return denoised
+        self.last_losses.append(float(loss.detach().mean()))
+        return (denoised.float() + delta.to(denoised.device)).to(denoised.dtype)
+
+
+def check_vae_matches(vae: Any, latent_format: Any) -> None:
+    """Refuse a VAE whose latents are not the model's (SD's 4-channel VAE or `taesd` on a 16-channel FLUX model):
+    otherwise the mismatch would surface as a conv shape error deep inside the first guided step."""
+    want, got = getattr(latent_format, "latent_channels", None), getattr(vae, "latent_channels", None)
+    if want is not None and got is not None and int(want) != int(got):
+        hint = " (for FLUX: its own ae.safetensors or taef1)" if want == 16 else ""
+        raise StyleIDError(f"the VAE decodes {got}-channel latents but the model's ({type(latent_format).__name__}) "
+                           f"have {want}: connect the model's own VAE or its TAESD{hint}")
+
+
+def patch_model(model: Any, vae: Any, styleid: StyleIDModel, reference: torch.Tensor, scale: float,
+                start_percent: float, end_percent: float, every: int) -> tuple[Any, IdentityGuidance]:
+    """A clone of the ModelPatcher `model` with identity guidance appended to its post-CFG functions."""
+    latent_format = model.get_model_object("latent_format")
+    check_vae_matches(vae, latent_format)
+    fn = IdentityGuidance(styleid, reference, vae, latent_format,
+                          model.get_model_object("model_sampling"), scale, start_percent, end_percent, every)
+    patched = model.clone()
+    patched.set_model_sampler_post_cfg_function(fn)
+    return patched, fn

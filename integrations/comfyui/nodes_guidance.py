@@ -1,0 +1,51 @@
+"""StyleIDGuidance: a ComfyUI V3 node that patches a MODEL with identity guidance (see guidance.py)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from comfy_api.latest import io
+
+from styleid_guidance.errors import StyleIDError
+
+from . import models
+from .guidance import patch_model
+from .images import check_finite, image_to_bchw
+from .nodes_scoring import CATEGORY, StyleIDModelType
+
+
+class StyleIDGuidance(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="StyleIDGuidance",
+            display_name="StyleID Identity Guidance",
+            category=CATEGORY,
+            description="A patched MODEL whose sampling follows the gradient of 1 − cos(StyleID(decode(x0)), reference): "
+                        "a post-CFG function, so it composes with IPAdapter / InstantID / PuLID patches and other "
+                        "post-CFG patches. scale 0 samples exactly as the unpatched model.",
+            inputs=[
+                io.Model.Input("model"),
+                io.Vae.Input("vae", tooltip="the checkpoint's VAE, or TAESD (Load VAE → taesd, taesdxl or taef1 for FLUX, "
+                                            "from models/vae_approx): ~10x cheaper"),
+                StyleIDModelType.Input("styleid_model"),
+                io.Image.Input("reference", tooltip="one or several photos of the person"),
+                io.Float.Input("scale", default=0.05, min=0.0, max=10.0, step=0.005,
+                               tooltip="RMS of each x0 correction in latent units (the gradient is normalised per sample)"),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01),
+                io.Float.Input("end_percent", default=0.9, min=0.0, max=1.0, step=0.01),
+                io.Int.Input("every_n_steps", default=1, min=1, max=1000),
+            ],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model: Any, vae: Any, styleid_model: models.StyleIDModel, reference: torch.Tensor, scale: float,
+                start_percent: float, end_percent: float, every_n_steps: int) -> io.NodeOutput:
+        scale = check_finite(scale, "scale")
+        if scale < 0:
+            raise StyleIDError(f"scale must be >= 0, got {scale}")
+        refs = image_to_bchw(reference, "reference")
+        patched, _ = patch_model(model, vae, styleid_model, refs, scale, check_finite(start_percent, "start_percent"),
+                                 check_finite(end_percent, "end_percent"), int(every_n_steps))
+        return io.NodeOutput(patched)

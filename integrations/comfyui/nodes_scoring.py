@@ -1,0 +1,143 @@
+"""StyleIDLoader, StyleIDSimilarity, StyleIDLikenessGate: ComfyUI V3 nodes (`comfy_api.latest`)."""
+from __future__ import annotations
+
+import json
+
+import torch
+from comfy_api.latest import io
+from comfy_execution.graph_utils import ExecutionBlocker
+
+from . import models
+from .images import bchw_to_image, check_finite, empty_image, image_to_bchw
+from .scoring import GATE_MODES, annotate, gate, score
+
+CATEGORY = "StyleID"
+StyleIDModelType = io.Custom("STYLEID_MODEL")
+DEFAULT_THRESHOLD = 0.4  # `styleid verify`'s default: the paper's middle fixed threshold (Acc@0.4)
+# what an output with no images carries: "skip_downstream" blocks the nodes fed by it, silently (ComfyUI's
+# ExecutionBlocker without a message; core nodes such as SaveImage fail on a 0-image batch), while the rest of
+# the workflow runs; "empty_batch" passes a [0,H,W,3] IMAGE for nodes that handle one
+ON_EMPTY = ("skip_downstream", "empty_batch")
+
+
+class StyleIDLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="StyleIDLoader",
+            display_name="Load StyleID Model",
+            category=CATEGORY,
+            description="A StyleID encoder, a distilled student or an ArcFace baseline from ComfyUI/models/styleid "
+                        "(never downloaded), or test-tiny (random, offline, scores mean nothing).",
+            inputs=[
+                io.Combo.Input("model", options=models.styleid_choices(), default=models.TEST_TINY,
+                               tooltip="a model folder (StyleID / student) or an ArcFace .pth in ComfyUI/models/styleid"),
+                io.Combo.Input("device", options=list(models.DEVICES), default="auto"),
+                io.Combo.Input("precision", options=list(models.PRECISIONS), default="fp32",
+                               tooltip="fp32 gives the same scores as `styleid verify --precision fp32`"),
+                io.Combo.Input("detector", options=list(models.DETECTORS), default="mtcnn",
+                               tooltip="mtcnn ships its weights (CPU, no insightface build); retinaface needs "
+                                       "detection_Resnet50_Final.pth in ComfyUI/models/styleid"),
+            ],
+            outputs=[StyleIDModelType.Output("styleid_model", display_name="styleid_model")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, model: str) -> bool | str:
+        # our own check instead of ComfyUI's "value not in list": a missing model says which folder to fill
+        if model == models.TEST_TINY or model in models.styleid_choices():
+            return True
+        return f"StyleID model {model!r} not found: put it into {models.default_dir(models.STYLEID_FOLDER)} (nothing is downloaded)"
+
+    @classmethod
+    def execute(cls, model: str, device: str, precision: str, detector: str) -> io.NodeOutput:
+        return io.NodeOutput(models.load_styleid_model(model, device=device, precision=precision, detector=detector))
+
+
+class StyleIDSimilarity(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="StyleIDSimilarity",
+            display_name="StyleID Similarity",
+            category=CATEGORY,
+            description="Cosine similarity of each image to the reference photo(s) of one person, verdicts at a "
+                        "threshold, a likeness percentage where the model has a calibration, an N×R CSV table and an "
+                        "annotated preview. An image without a face is scored on its centre crop and flagged.",
+            is_output_node=True,
+            inputs=[
+                StyleIDModelType.Input("styleid_model"),
+                io.Image.Input("reference", tooltip="one or several photos of the person"),
+                io.Image.Input("images"),
+                io.Float.Input("threshold", default=DEFAULT_THRESHOLD, min=-1.0, max=1.0, step=0.01),
+            ],
+            outputs=[
+                io.Float.Output("similarity", display_name="similarity", is_output_list=True),
+                io.Boolean.Output("same", display_name="same", is_output_list=True),
+                io.Float.Output("likeness_percent", display_name="likeness_percent", is_output_list=True,
+                                tooltip="-1 where no calibration exists"),
+                io.String.Output("table", display_name="table"),
+                io.Image.Output("preview", display_name="preview"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, styleid_model: models.StyleIDModel, reference: torch.Tensor, images: torch.Tensor,
+                threshold: float) -> io.NodeOutput:
+        threshold = check_finite(threshold, "threshold")
+        refs = image_to_bchw(reference, "reference")
+        x = image_to_bchw(images, "images")
+        s = score(styleid_model, refs, x, threshold)
+        likeness = [-1.0 if v is None else v for v in s.likeness]
+        ui = {"similarity": s.similarity, "same": s.same, "likeness_percent": likeness, "face_found": s.face_found,
+              "reference_face_found": s.reference_face_found, "table": [s.csv()]}
+        return io.NodeOutput(s.similarity, s.same, likeness, s.csv(), bchw_to_image(annotate(x, s)), ui=ui)
+
+
+class StyleIDLikenessGate(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="StyleIDLikenessGate",
+            display_name="StyleID Likeness Gate",
+            category=CATEGORY,
+            description="Sort a batch by StyleID similarity to the reference and split it: the best top_k, those above "
+                        "the threshold, or both. When nothing passes the workflow goes on: the nodes fed by `accepted` "
+                        "are skipped (on_empty=skip_downstream) or get an empty batch (empty_batch).",
+            is_output_node=True,
+            inputs=[
+                StyleIDModelType.Input("styleid_model"),
+                io.Image.Input("reference"),
+                io.Image.Input("images"),
+                io.Combo.Input("mode", options=list(GATE_MODES), default="threshold"),
+                io.Float.Input("threshold", default=DEFAULT_THRESHOLD, min=-1.0, max=1.0, step=0.01),
+                io.Int.Input("top_k", default=1, min=1, max=4096),
+                io.Combo.Input("on_empty", options=list(ON_EMPTY), default="skip_downstream", optional=True),
+            ],
+            outputs=[
+                io.Image.Output("accepted", display_name="accepted"),
+                io.Image.Output("rejected", display_name="rejected"),
+                io.String.Output("scores", display_name="scores", tooltip="JSON list: similarities of the accepted images, best first"),
+                io.String.Output("indices", display_name="indices", tooltip="JSON list: batch indices of the accepted images, best first"),
+                io.Int.Output("count", display_name="count"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, styleid_model: models.StyleIDModel, reference: torch.Tensor, images: torch.Tensor, mode: str,
+                threshold: float, top_k: int, on_empty: str = "skip_downstream") -> io.NodeOutput:
+        threshold = check_finite(threshold, "threshold")
+        refs = image_to_bchw(reference, "reference")
+        x = image_to_bchw(images, "images")
+        s = score(styleid_model, refs, x, threshold)
+        result = gate(s.similarity, mode, threshold, int(top_k))
+        h, w = x.shape[-2:]
+
+        def pick(idx: list[int]) -> torch.Tensor | ExecutionBlocker:
+            if idx:
+                return bchw_to_image(x[idx])
+            return empty_image(h, w) if on_empty == "empty_batch" else ExecutionBlocker(None)
+
+        ui = {"indices": result.accepted, "scores": result.scores, "rejected": result.rejected}
+        return io.NodeOutput(pick(result.accepted), pick(result.rejected), json.dumps(result.scores),
+                             json.dumps(result.accepted), len(result.accepted), ui=ui)

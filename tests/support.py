@@ -1,0 +1,69 @@
+"""Pieces several test files share: the repository root, a free local port, the environment for a `styleid`
+subprocess, the tiny training flags, and the checks every stylizer (IP-Adapter, InstantID, InfiniteYou, ...)
+must pass. Imported as `from support import ...` (tests/ is on sys.path, as for `chromium`)."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+# the trainer on the built-in 64-px backbone: 4 identities × 2 images a batch, a step in well under a second
+TINY_TRAIN = ["--backbone", "test-tiny", "--ids-per-batch", "4", "--images-per-id", "2", "--lora-alpha", "16",
+              "--lr", "1e-2", "--num-workers", "0", "--no-progress", "--log-every", "1"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """This environment for a child `python -m styleid_guidance ...`: offline, one thread, unbuffered, the checkout
+    importable."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", STYLEID_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def assert_guidance_helps_and_scale_zero_is_exact(run: Callable[..., torch.Tensor], loss: Any, mode: str,
+                                                 scale: float = 0.2, margin: float = 0.01) -> None:
+    """`run(**kw)` → images [B,3,H,W] at a fixed seed. Guidance at scale 0 is the unguided image bit for bit;
+    at `scale` it raises the StyleID similarity by more than `margin`; and a later unguided run is untouched
+    by the guided one (nothing left attached)."""
+    from styleid_guidance.integrations import IdentityGuidanceCallback
+
+    plain = run()
+    zero = run(identity_guidance=IdentityGuidanceCallback(loss, scale=0.0, mode=mode))
+    torch.testing.assert_close(zero, plain, atol=0, rtol=0)
+    guided = run(identity_guidance=IdentityGuidanceCallback(loss, scale=scale, mode=mode))
+    with torch.no_grad():
+        before, after = float(loss.similarity(plain)), float(loss.similarity(guided))
+    assert after > before + margin, (before, after)
+    torch.testing.assert_close(run(), plain, atol=0, rtol=0)
+
+
+def assert_tiny_leaves_the_global_rng_alone(*build: Callable[[], Any]) -> None:
+    """Building the tiny models is seeded (the same weights every time) without reseeding the caller's RNG."""
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    cuda_before = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    for b in build:
+        b()
+    assert torch.equal(torch.get_rng_state(), before)
+    if torch.cuda.is_available():
+        assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), cuda_before))
+
+
+def assert_example_saves_a_grid(main: Callable[[list[str]], int], out: Path, columns: int = 3) -> Image.Image:
+    """An `examples/*_guided.py` main, run tiny: a PNG grid of reference / unguided / guided columns (+ captions)."""
+    assert main(["--tiny", "--inference-steps", "2", "--augment-views", "0", "--output", str(out)]) == 0
+    grid = Image.open(out)
+    assert grid.size[0] == columns * 256 and grid.size[1] > 256, grid.size
+    return grid

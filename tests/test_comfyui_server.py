@@ -1,0 +1,268 @@
+"""The node pack in the real ComfyUI server: started headless on 127.0.0.1 from a temporary copy with the pack
+installed as `styleid comfyui install` does, driven over HTTP (/object_info, /prompt, /history) with API-format
+workflows. One server for the whole module (it takes a while to start on 2 cores)."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from comfyui_support import REPO, ComfyServer, comfyui_root, requires_comfyui, need_root
+from styleid_guidance.integrations.comfyui import NODE_IDS
+
+ROOT = comfyui_root()
+pytestmark = requires_comfyui()
+FACES = REPO / "examples" / "faces"
+FILES = ["astronaut.jpg", "astronaut_painted.jpg", "astronaut_sketch.jpg"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    work = tmp_path_factory.mktemp("comfyui")
+    srv = ComfyServer(need_root(), work)
+    try:
+        for name in FILES:
+            shutil.copy(FACES / name, srv.copy / "input" / name)
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def loader(**kw):
+    return {"class_type": "StyleIDLoader", "inputs": {"model": "test-tiny", "device": "cpu", "precision": "fp32", "detector": "mtcnn"} | kw}
+
+
+def load(name):
+    return {"class_type": "LoadImage", "inputs": {"image": name}}
+
+
+def similarity_graph():
+    return {
+        "1": load(FILES[0]), "2": load(FILES[1]), "3": load(FILES[2]),
+        "4": {"class_type": "ImageBatch", "inputs": {"image1": ["2", 0], "image2": ["3", 0]}},
+        "5": loader(),
+        "6": {"class_type": "StyleIDSimilarity", "inputs": {"styleid_model": ["5", 0], "reference": ["1", 0], "images": ["4", 0], "threshold": 0.4}},
+    }
+
+
+def error_of(result) -> str:
+    """The one-sentence message of a rejected prompt (validation) or a failed node (execution)."""
+    if "rejected" in result:
+        errors = [e for node in result["rejected"]["node_errors"].values() for e in node["errors"]]
+        return errors[0]["details"]
+    assert result["status"]["status_str"] == "error"
+    (msg,) = [m for kind, m in result["status"]["messages"] if kind == "execution_error"]
+    return msg["exception_message"].strip()
+
+
+def test_the_pack_loads_and_lists_every_node(server):
+    log = server.log()
+    pack = str(server.copy / "custom_nodes" / "styleid")
+    # ComfyUI lists each custom node folder under "Import times", marked "(IMPORT FAILED)" when it did not load
+    # (some of ComfyUI's own audio nodes fail here for want of torchaudio; that is not ours)
+    (line,) = [ln for ln in log.splitlines() if ln.rstrip().endswith(pack)]
+    assert "IMPORT FAILED" not in line, log[-3000:]
+    assert "Error while calling comfy_entrypoint" not in log and f"Cannot import {pack}" not in log
+    info = server.get("/object_info")
+    for node in NODE_IDS:
+        assert info[node]["category"] == "StyleID", node
+    assert info["StyleIDLoader"]["output"] == ["STYLEID_MODEL"]
+    assert info["JoJoGANTrain"]["output"] == ["JOJOGAN_MODEL"]
+    assert info["StyleIDGuidance"]["input"]["required"]["model"][0] == "MODEL"
+    assert info["StyleIDSimilarity"]["output_is_list"][:3] == [True, True, True]
+
+
+def test_similarity_matches_styleid_verify(server, monkeypatch, capsys):
+    result = server.run(similarity_graph())
+    assert result["status"]["status_str"] == "success", result["status"]
+    ui = result["outputs"]["6"]
+    assert ui["face_found"] == [True, True] and ui["reference_face_found"] == [True]
+    # `styleid verify` on the same files with the same model, crop, detector and precision; its embeddings are
+    # read at full precision (it prints 4 decimals), and its printed lines are checked too
+    from styleid_guidance import StyleIDEncoder
+    from styleid_guidance.cli import run
+
+    seen = []
+    real_embed = StyleIDEncoder.embed
+
+    def spy(self, *args, **kwargs):
+        z = real_embed(self, *args, **kwargs)
+        seen.append(z)
+        return z
+
+    monkeypatch.setattr(StyleIDEncoder, "embed", spy)
+    paths = [str(server.copy / "input" / f) for f in FILES]
+    assert run(["verify", "--model", "test-tiny", "--crop", "face", "--detector", "mtcnn", "--precision", "fp32", "--device", "cpu", *paths]) == 0
+    printed = [float(line.split(": ")[1].split()[0]) for line in capsys.readouterr().out.strip().splitlines()]
+    (z,) = seen
+    expected = (z[1:] @ z[0]).tolist()
+    assert ui["similarity"] == pytest.approx(expected, abs=1e-5)
+    assert ui["similarity"] == pytest.approx(printed, abs=5.1e-5)
+    assert ui["same"] == [s >= 0.4 for s in expected]
+    table = ui["table"][0].splitlines()
+    assert table[0].startswith("image,ref_0,similarity") and len(table) == 3
+
+
+def test_gate_passing_nothing_does_not_abort_and_an_empty_reference_is_one_sentence(server):
+    graph = similarity_graph()
+    graph["7"] = {"class_type": "StyleIDLikenessGate", "inputs": {"styleid_model": ["5", 0], "reference": ["1", 0], "images": ["4", 0],
+                                                                 "mode": "threshold", "threshold": 0.9999, "top_k": 1}}
+    graph["8"] = {"class_type": "PreviewImage", "inputs": {"images": ["7", 0]}}
+    graph["9"] = {"class_type": "PreviewImage", "inputs": {"images": ["7", 1]}}
+    result = server.run(graph)
+    assert result["status"]["status_str"] == "success", result["status"]
+    gate_ui = result["outputs"]["7"]
+    assert gate_ui["indices"] == [] and gate_ui["scores"] == [] and sorted(gate_ui["rejected"]) == [0, 1]
+    assert len(result["outputs"]["9"]["images"]) == 2 and "8" not in result["outputs"]  # skipped, not failed
+    top = dict(graph)
+    top["7"] = {**graph["7"], "inputs": {**graph["7"]["inputs"], "mode": "top_k", "top_k": 1}}
+    ranked = server.run(top)["outputs"]["7"]
+    sims = server.run(similarity_graph())["outputs"]["6"]["similarity"]
+    assert ranked["indices"] == [max(range(2), key=lambda i: sims[i])] and ranked["scores"] == [pytest.approx(max(sims))]
+    # on_empty=empty_batch: a 0-image IMAGE goes on; as a reference it is a node error, not a crash
+    graph["7"]["inputs"]["on_empty"] = "empty_batch"
+    del graph["8"]
+    graph["10"] = {"class_type": "StyleIDSimilarity", "inputs": {"styleid_model": ["5", 0], "reference": ["7", 0], "images": ["4", 0], "threshold": 0.4}}
+    assert error_of(server.run(graph)) == "reference: the image batch is empty; connect at least one image"
+
+
+def test_an_image_without_a_face_is_scored_and_flagged(server):
+    graph = similarity_graph()
+    graph["7"] = {"class_type": "EmptyImage", "inputs": {"width": 128, "height": 128, "batch_size": 1, "color": 8421504}}
+    graph["6"]["inputs"]["images"] = ["7", 0]
+    result = server.run(graph)
+    assert result["status"]["status_str"] == "success", result["status"]
+    ui = result["outputs"]["6"]
+    assert ui["face_found"] == [False] and math.isfinite(ui["similarity"][0]) and "no (centre crop)" in ui["table"][0]
+
+
+def test_a_model_folder_with_a_calibration_gives_likeness(server):
+    from styleid_guidance import StyleIDEncoder
+
+    folder = server.copy / "models" / "styleid" / "my-tiny"
+    StyleIDEncoder.from_pretrained("test-tiny").save_pretrained(folder)
+    (folder / "calibration.json").write_text(json.dumps({"slope": 8.0, "intercept": -4.0}))
+    graph = similarity_graph()
+    graph["5"] = loader(model="my-tiny")
+    ui = server.run(graph)["outputs"]["6"]
+    plain = server.run(similarity_graph())["outputs"]["6"]
+    assert ui["similarity"] == pytest.approx(plain["similarity"], abs=1e-6)  # the same weights from disk
+    assert plain["likeness_percent"] == [-1.0, -1.0]  # test-tiny has no calibration
+    assert ui["likeness_percent"] == pytest.approx([100 / (1 + math.exp(-(8.0 * s - 4.0))) for s in ui["similarity"]])
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("missing_model", "StyleID model 'my-styleid' not found: put it into "),
+    ("missing_detector", "the retinaface detector needs detection_Resnet50_Final.pth in "),
+    ("missing_jojogan", "JoJoGAN base 'ffhq' needs stylegan2-ffhq-config-f.pt and e4e_ffhq_encode.pt in "),
+    ("wrong_rank", "images: IMAGE must have 4 dimensions [batch, height, width, channels], got shape (32, 32, 3)"),
+    ("nan_scale", "scale must be a finite number, got nan"),
+])
+def test_bad_inputs_give_one_sentence_and_the_server_keeps_serving(server, bad, message):
+    graph = similarity_graph()
+    if bad == "missing_model":
+        graph["5"] = loader(model="my-styleid")
+    elif bad == "missing_detector":
+        graph["5"] = loader(detector="retinaface")
+    elif bad == "missing_jojogan":
+        graph = {"1": load(FILES[1]),
+                 "2": {"class_type": "JoJoGANTrain", "inputs": {"style": ["1", 0], "base": "ffhq", "id_loss": "none", "iterations": 1, "seed": 0,
+                                                               "align": False, "preserve_color": False, "id_weight": 1.0, "save_name": ""}},
+                 "3": {"class_type": "JoJoGANStylize", "inputs": {"face": ["1", 0], "style_checkpoint": "none", "base": "ffhq", "align": False,
+                                                                 "jojogan": ["2", 0]}},
+                 "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}}}
+    elif bad == "wrong_rank":
+        graph["7"] = {"class_type": "StyleIDTestRank3Image", "inputs": {}}
+        graph["6"]["inputs"]["images"] = ["7", 0]
+    else:
+        graph = guided_graph(float("nan"))
+    text = error_of(server.run(graph))
+    assert message in text and "\n" not in text and "Traceback" not in text
+    if bad.startswith("missing"):
+        assert str(server.copy / "models" / ("jojogan" if bad == "missing_jojogan" else "styleid")) in text
+    assert server.run(similarity_graph())["status"]["status_str"] == "success"  # still serving
+
+
+def guided_graph(scale, seed=0):
+    return {
+        "1": load(FILES[0]),
+        "2": {"class_type": "StyleIDTestTinyModels", "inputs": {"seed": 0}},
+        "3": loader(),
+        "4": {"class_type": "StyleIDGuidance", "inputs": {"model": ["2", 0], "vae": ["2", 1], "styleid_model": ["3", 0], "reference": ["1", 0],
+                                                          "scale": scale, "start_percent": 0.0, "end_percent": 1.0, "every_n_steps": 1}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "6": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "seed": seed, "steps": 4, "cfg": 5.0, "sampler_name": "euler",
+                                                   "scheduler": "normal", "positive": ["2", 2], "negative": ["2", 3], "latent_image": ["5", 0], "denoise": 1.0}},
+        "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["2", 1]}},
+        "8": {"class_type": "StyleIDSimilarity", "inputs": {"styleid_model": ["3", 0], "reference": ["1", 0], "images": ["7", 0], "threshold": 0.4}},
+    }
+
+
+def test_guided_ksampler_graph_raises_similarity(server):
+    sims = {}
+    for scale in (0.0, 0.5):
+        result = server.run(guided_graph(scale))
+        assert result["status"]["status_str"] == "success", result["status"]
+        sims[scale] = result["outputs"]["8"]["similarity"][0]
+    assert sims[0.5] > sims[0.0], sims
+
+
+def test_jojogan_train_then_stylize_from_the_saved_checkpoint(server):
+    graph = {
+        "1": load(FILES[1]), "2": load(FILES[0]), "3": loader(),
+        "4": {"class_type": "JoJoGANTrain", "inputs": {"style": ["1", 0], "base": "tiny", "id_loss": "styleid", "iterations": 2, "seed": 0,
+                                                       "align": False, "preserve_color": False, "id_weight": 1.0, "save_name": "test_style",
+                                                       "styleid_model": ["3", 0]}},
+        "5": {"class_type": "JoJoGANStylize", "inputs": {"face": ["2", 0], "style_checkpoint": "none", "base": "tiny", "align": False, "jojogan": ["4", 0]}},
+        "6": {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}},
+    }
+    result = server.run(graph, timeout=300)
+    assert result["status"]["status_str"] == "success", result["status"]
+    assert len(result["outputs"]["6"]["images"]) == 1
+    assert (server.copy / "models" / "jojogan" / "test_style.pt").is_file()
+    again = {"2": load(FILES[0]),
+             "5": {"class_type": "JoJoGANStylize", "inputs": {"face": ["2", 0], "style_checkpoint": "test_style.pt", "base": "tiny", "align": False}},
+             "6": {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}}}
+    result = server.run(again, timeout=300)
+    assert result["status"]["status_str"] == "success", result["status"]
+
+
+def test_example_workflows_match_the_servers_nodes(server):
+    """examples/comfyui: every API workflow names existing nodes and inputs with matching link types (the cubiq
+    IPAdapter nodes, not installed here, against their published signatures), and each UI workflow is the one
+    make_ui_workflows.py writes from it (STYLEID_WRITE_WORKFLOWS=1 rewrites them)."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.spec_from_file_location("make_ui_workflows", REPO / "examples" / "comfyui" / "make_ui_workflows.py")
+    make = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make)
+    info = server.get("/object_info")
+    files = make.api_files()
+    assert {f.name for f in files} == {"score_batch.api.json", "gate_best_of_n.api.json", "guided_sd15_ipadapter_faceid.api.json", "jojogan.api.json"}
+    for f in files:
+        api = json.loads(f.read_text())
+        for nid, node in api.items():
+            cls = node["class_type"]
+            node_info = info.get(cls) or make.EXTERNAL.get(cls)
+            assert node_info is not None, f"{f.name}: node {nid}: unknown node {cls}"
+            known = {**node_info["input"].get("required", {}), **node_info["input"].get("optional", {})}
+            assert set(node["inputs"]) <= set(known), f"{f.name}: {cls} has no input {set(node['inputs']) - set(known)}"
+            missing = [n for n in node_info["input"].get("required", {}) if n not in node["inputs"]]
+            assert not missing, f"{f.name}: {cls} lacks {missing}"
+            for name, value in node["inputs"].items():
+                if make._is_link(value):
+                    src = api[value[0]]["class_type"]
+                    out_type = (info.get(src) or make.EXTERNAL[src])["output"][value[1]]
+                    assert make._type(known[name]) in (out_type, "*"), f"{f.name}: {src} → {cls}.{name}"  # "*": any type
+        ui = make.ui_workflow(api, info)
+        target = make.ui_path(f)
+        if os.environ.get("STYLEID_WRITE_WORKFLOWS") == "1":
+            target.write_text(json.dumps(ui, indent=2) + "\n")
+        assert json.loads(target.read_text()) == ui, f"{target.name} is stale: rerun make_ui_workflows.py"

@@ -1,0 +1,127 @@
+"""`StyleIDScore` (torchmetrics) and `styleid_score`: equal to embed + cosine, DDP (gloo, 2 CPU processes) equal to
+one process, the fixed reference kept across reset() only when asked, gradients to the images only."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+
+pytest.importorskip("torchmetrics")
+
+from styleid_guidance import StyleIDEncoder
+from styleid_guidance.metrics import StyleIDScore, styleid_score
+
+KW = dict(crop="center", precision="fp32")
+
+
+def _images(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, 3, 48, 48, generator=g) * 255).to(torch.uint8)
+
+
+@pytest.fixture(scope="module")
+def enc():
+    return StyleIDEncoder.from_pretrained("test-tiny").eval()
+
+
+def _by_hand(enc, preds, target):
+    zp = enc.embed(preds.float() / 255, **KW)
+    zt = enc.embed(target.float() / 255, **KW)
+    return (zp * zt).sum(-1).double()
+
+
+def test_paired_and_fixed_reference_equal_embed_and_cosine(enc):
+    preds, target = _images(6, 1), _images(6, 2)
+    m = StyleIDScore(enc, threshold=0.5, keep_samples=True, **KW)
+    m.update(preds[:4], target[:4])
+    m.update(preds[4:], target[4:])
+    out = m.compute()
+    want = _by_hand(enc, preds, target)
+    assert out["similarity"].item() == pytest.approx(want.mean().item(), abs=1e-5)
+    assert out["std"].item() == pytest.approx(want.std().item(), abs=1e-4)
+    assert out["verified"].item() == pytest.approx((want >= 0.5).double().mean().item())
+    torch.testing.assert_close(out["samples"].double(), want, atol=1e-5, rtol=0)
+    # one fixed reference: several photos → their normalised mean embedding
+    photos = _images(3, 3)
+    fixed = StyleIDScore(enc, reference=photos, **KW)
+    fixed.update(preds)
+    mean = torch.nn.functional.normalize(enc.embed(photos.float() / 255, **KW).mean(0), dim=-1)
+    assert fixed.compute()["similarity"].item() == pytest.approx((enc.embed(preds.float() / 255, **KW) @ mean).mean().item(), abs=1e-5)
+    assert styleid_score(preds.float() / 255, target.float() / 255, enc, **KW).item() == pytest.approx(want.mean().item(), abs=1e-5)
+    # forward (the per-batch value) keeps the fixed reference
+    assert torch.isfinite(fixed(preds[:2])["similarity"])
+
+
+def test_reset_keeps_the_reference_only_when_asked(enc):
+    photos, preds = _images(2, 4), _images(3, 5)
+    keep = StyleIDScore(enc, reference=photos, reset_reference=False, **KW)
+    drop = StyleIDScore(enc, reference=photos, **KW)
+    for m in (keep, drop):
+        m.update(preds)
+        m.reset()
+        assert m.total == 0
+    keep.update(preds)  # still has its reference
+    with pytest.raises(ValueError, match="no fixed reference"):
+        drop.update(preds)
+
+
+def test_gradients_reach_the_images_not_the_encoder(enc):
+    x = torch.rand(2, 3, 48, 48, requires_grad=True)
+    s = styleid_score(x, torch.rand(1, 3, 48, 48), enc, **KW)
+    s.backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is None for p in enc.parameters())
+    m = StyleIDScore(enc, **KW).train()
+    assert not m.encoder.training and StyleIDScore.higher_is_better and StyleIDScore.is_differentiable
+
+
+def test_plot(enc):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    m = StyleIDScore(enc, normalize=True, **KW)
+    m.update(torch.rand(2, 3, 48, 48), torch.rand(2, 3, 48, 48))
+    fig, ax = m.plot()
+    assert fig is not None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        preds, target = _images(7, 1), _images(7, 2)
+        m = StyleIDScore("test-tiny", keep_samples=True, **KW)
+        idx = list(range(rank, 7, world))  # uneven shards: 4 and 3 images
+        m.update(preds[idx], target[idx])
+        res = m.compute()
+        if rank == 0:
+            torch.save({k: v.cpu() for k, v in res.items()}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_equal_one(tmp_path, enc):
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "ddp.pt"
+    # fork: the workers inherit the imported torch / torchmetrics / encoder code (spawn re-imports them, ~15 s each here);
+    # the parent has no process group and one torch thread, so forking is safe
+    mp.start_processes(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True, start_method="fork")
+    ddp = torch.load(out)
+    single = StyleIDScore(enc, keep_samples=True, **KW)
+    single.update(_images(7, 1), _images(7, 2))
+    one = single.compute()
+    for key in ("similarity", "std", "verified"):
+        assert ddp[key].item() == pytest.approx(one[key].item(), abs=1e-5), key
+    assert sorted(ddp["samples"].tolist()) == pytest.approx(sorted(one["samples"].tolist()), abs=1e-5)
+    assert len(ddp["samples"]) == 7
