@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from ..cli import flags, parsing, runtime, values
 from ..errors import StyleIDError
+from ..options import RELEASED_MODEL
 from .config import ID_LOSSES, FinetuneConfig
 
 DEFAULT_STYLEGAN = "models/stylegan2-ffhq-config-f.pt"
@@ -152,7 +153,7 @@ def run_train(args: argparse.Namespace) -> int:
     jj.model_rootpath = args.model_rootpath
     latents = _load_latents(args.latents, jj.generator.n_latent) if args.latents else None
     id_model = args.model if args.id_loss == "styleid" else args.arcface_model
-    if args.tiny and args.model == flags.RELEASED_MODEL:
+    if args.tiny and args.model == RELEASED_MODEL:
         id_model = None  # --tiny: the tiny random identity models
     generator = jj.finetune(args.style_images, identity_loss=args.id_loss, id_weight=args.id_weight, num_iter=args.max_steps,
                             preserve_color=args.preserve_color, alpha=args.alpha, lr=args.lr, seed=args.seed,

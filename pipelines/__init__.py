@@ -10,6 +10,7 @@ InfiniteYou's FLUX pipeline does not load InstantID's SDXL one).
     resampler                              the identity Resampler (official key layout ↔ diffusers)
     keypoints                              the 5-keypoint control image
     adapter_files                          reading the official adapter files; loader errors in one line
+    quantize                               int8 weights for the FLUX pipelines (optimum-quanto)
     ddim                                   the paper's DDIM set-up
     presets                                the paper's seven strength levels and style prompts (Kontext: as instructions)
 

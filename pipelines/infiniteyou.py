@@ -32,6 +32,7 @@ from styleid_guidance.integrations.composition import prepare_guidance_kwargs
 
 from .keypoints import draw_kps, resize_and_pad
 from .presets import infiniteyou_preset
+from .quantize import quantize_flux_8bit
 from .resampler import resampler_from_upstream
 from .adapter_files import load_or_explain, load_state_dict_file
 
@@ -73,17 +74,6 @@ class InfuseNet(FluxControlNetModel):
                                txt_ids=tokens.new_zeros(tokens.shape[1], 3), guidance=guidance, **kwargs)
 
 
-def quantize_pipeline_8bit(pipe: FluxControlNetPipeline) -> None:
-    """int8 weights (optimum-quanto) on the transformer, InfuseNet and T5, as upstream's `--quantize_8bit`
-    (about 20 GB less for FLUX.1-dev, quality very close). In place."""
-    try:
-        from optimum.quanto import freeze, qint8, quantize
-    except ImportError:
-        raise StyleIDError("quantize_8bit needs optimum-quanto: pip install optimum-quanto") from None
-    for model in (pipe.transformer, pipe.controlnet, pipe.text_encoder_2):
-        if model is not None:
-            quantize(model, weights=qint8)
-            freeze(model)
 
 
 class InfiniteYouPipeline(FluxControlNetPipeline):
@@ -237,7 +227,7 @@ class InfiniteYouStylizer:
                                "FLUX base model", base_model, "base_model")
         pipe.load_image_proj(folder / "image_proj_model.bin")
         if quantize_8bit:
-            quantize_pipeline_8bit(pipe)
+            quantize_flux_8bit(pipe)
         if cpu_offload:
             pipe.enable_model_cpu_offload(device=device)
         else:

@@ -40,6 +40,7 @@ from styleid_guidance.integrations.composition import prepare_guidance_kwargs
 
 from .adapter_files import load_or_explain
 from .presets import kontext_instruction, kontext_preset
+from .quantize import quantize_flux_8bit
 
 if TYPE_CHECKING:
     from styleid_guidance.integrations.callback import IdentityGuidanceCallback
@@ -68,16 +69,6 @@ def output_size(image_size: tuple[int, int], size: int, multiple: int) -> tuple[
     return width, height
 
 
-def quantize_kontext_8bit(pipe: FluxKontextPipeline) -> None:
-    """int8 weights (optimum-quanto) on the transformer and T5, as InfiniteYou's `quantize_8bit`. In place."""
-    try:
-        from optimum.quanto import freeze, qint8, quantize
-    except ImportError:
-        raise StyleIDError("quantize_8bit needs optimum-quanto: pip install optimum-quanto") from None
-    for model in (pipe.transformer, pipe.text_encoder_2):
-        if model is not None:
-            quantize(model, weights=qint8)
-            freeze(model)
 
 
 class KontextStylizer:
@@ -141,7 +132,7 @@ class KontextStylizer:
         pipe = load_or_explain(lambda: FluxKontextPipeline.from_pretrained(base_model, torch_dtype=torch_dtype),
                                "FLUX.1 Kontext model", base_model, "base_model")
         if quantize_8bit:
-            quantize_kontext_8bit(pipe)
+            quantize_flux_8bit(pipe)
         if cpu_offload:
             pipe.enable_model_cpu_offload(device=device)
         else:

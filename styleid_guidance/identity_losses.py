@@ -249,12 +249,13 @@ def build_identity_loss(
         backbone = model if isinstance(model, nn.Module) else load_arcface_backbone(model, model_rootpath=model_rootpath)
         loss: IdentityLoss = ArcFaceLoss(backbone.to(device), **common)
     else:
-        from .encoder.model import RELEASED_ID, StyleIDEncoder
+        from .encoder.model import StyleIDEncoder
+        from .options import RELEASED_MODEL
 
         if isinstance(model, nn.Module):
             encoder = model
         elif name == "styleid":
-            encoder = StyleIDEncoder.from_pretrained(model or RELEASED_ID)
+            encoder = StyleIDEncoder.from_pretrained(model or RELEASED_MODEL)
         else:
             clip_name, pretrained = _parse_open_clip_name(str(model) if model else None)
             encoder = StyleIDEncoder.from_open_clip(clip_name, pretrained=pretrained, lora_rank=0)

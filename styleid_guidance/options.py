@@ -7,3 +7,9 @@ CROPS: tuple[str, ...] = ("face", "center", "none")
 DEFAULT_CROP = "face"
 DETECTORS: tuple[str, ...] = ("retinaface", "mtcnn")
 IDENTITY_LOSSES: tuple[str, ...] = ("styleid", "arcface", "clip", "none")
+RELEASED_MODEL = "kwanY/styleid"  # the authors' released StyleID weights on the Hub: every default model
+# StyleID's same/different cut on cosine similarity: the paper's middle fixed threshold (Acc@0.4), used by verify,
+# score, the metric and the ComfyUI nodes alike
+DEFAULT_THRESHOLD = 0.4
+# an image without a detectable face: embed its centre crop and count it, leave it out, or stop (`styleid score`)
+NO_FACE_POLICIES: tuple[str, ...] = ("center", "skip", "error")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO, free_port
+
 PACK = REPO / "integrations" / "comfyui"
 TEST_NODES = Path(__file__).resolve().parent / "comfyui_test_nodes"
 
@@ -184,12 +184,6 @@ def flux_conditioning(seed: int = 1, dim: int = 32, pooled: int = 32,
 
 
 # ---------------------------------------------------------------------------------------------- the server
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ComfyServer:
     """`python main.py --cpu` on 127.0.0.1 from a temporary copy of ComfyUI, with the pack linked into
     custom_nodes/ the way `styleid comfyui install` links it."""

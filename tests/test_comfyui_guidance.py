@@ -13,6 +13,7 @@ import torch
 from comfyui_support import (comfyui_root, conditioning, import_comfy, need_root, requires_comfyui, sample_and_decode,
                              tiny_sd15, tiny_taesd)
 from styleid_guidance.errors import StyleIDError
+from styleid_guidance.eval.calibration import Calibration
 
 ROOT = comfyui_root()
 pytestmark = requires_comfyui()
@@ -161,5 +162,5 @@ def test_model_folders_list_models_and_never_download(engine, tmp_path, monkeypa
                              preserve_color=False, id_weight=1.0, save_name="")
     m = engine["styleid"]
     assert m.likeness(0.5) is None
-    m2 = models.StyleIDModel(m.name, m.kind, m.face, m.center, m.detector, m.precision, {"slope": 10.0, "intercept": -5.0})
+    m2 = models.StyleIDModel(m.name, m.kind, m.face, m.center, m.detector, m.precision, Calibration(10.0, -5.0))
     assert m2.likeness(0.5) == pytest.approx(50.0) and m2.likeness(0.9) == pytest.approx(100 / (1 + np.exp(-4.0)))

@@ -159,21 +159,21 @@ def test_missing_or_wrong_weights_are_clear_errors(tmp_path, pipe, monkeypatch):
     real_import = builtins.__import__
     monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
                         if name.startswith("optimum") else real_import(name, *a, **k))
-    from styleid_guidance.pipelines.infiniteyou import quantize_pipeline_8bit
+    from styleid_guidance.pipelines.quantize import quantize_flux_8bit
 
     with pytest.raises(StyleIDError, match="pip install optimum-quanto"):
-        quantize_pipeline_8bit(pipe)
+        quantize_flux_8bit(pipe)
 
 
 def test_quantize_8bit_keeps_the_tiny_pipeline_close(face):
     pytest.importorskip("optimum.quanto")
-    from styleid_guidance.pipelines.infiniteyou import quantize_pipeline_8bit
+    from styleid_guidance.pipelines.quantize import quantize_flux_8bit
 
     pipe = InfiniteYouPipeline(**tiny_flux_controlnet_components())
     pipe.load_image_proj(tiny_infiniteyou_state_dict())
     pipe.set_progress_bar_config(disable=True)
     before = _run(pipe, face.embedding, steps=2)
-    quantize_pipeline_8bit(pipe)
+    quantize_flux_8bit(pipe)
     assert "QLinear" in type(pipe.transformer.transformer_blocks[0].attn.to_q).__name__
     after = _run(pipe, face.embedding, steps=2)
     assert 0 < (after - before).abs().max() < 0.1

@@ -2,15 +2,15 @@
 one process, the fixed reference kept across reset() only when asked, gradients to the images only."""
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 pytest.importorskip("torchmetrics")
 
 from styleid_guidance import StyleIDEncoder
 from styleid_guidance.metrics import StyleIDScore, styleid_score
+from support import free_port
 
 KW = dict(crop="center", precision="fp32")
 
@@ -87,12 +87,6 @@ def test_plot(enc):
     assert fig is not None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     import torch.distributed as dist
 
@@ -105,7 +99,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         m.update(preds[idx], target[idx])
         res = m.compute()
         if rank == 0:
-            torch.save({k: v.cpu() for k, v in res.items()}, out)
+            save_file({k: v.detach().cpu().contiguous() for k, v in res.items()}, out)
     finally:
         dist.destroy_process_group()
 
@@ -113,11 +107,11 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 def test_two_gloo_processes_equal_one(tmp_path, enc):
     import torch.multiprocessing as mp
 
-    out = tmp_path / "ddp.pt"
+    out = tmp_path / "ddp.safetensors"
     # fork: the workers inherit the imported torch / torchmetrics / encoder code (spawn re-imports them, ~15 s each here);
     # the parent has no process group and one torch thread, so forking is safe
-    mp.start_processes(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True, start_method="fork")
-    ddp = torch.load(out)
+    mp.start_processes(_worker, args=(2, free_port(), str(out)), nprocs=2, join=True, start_method="fork")
+    ddp = load_file(out)
     single = StyleIDScore(enc, keep_samples=True, **KW)
     single.update(_images(7, 1), _images(7, 2))
     one = single.compute()

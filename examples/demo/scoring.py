@@ -16,6 +16,7 @@ from PIL import Image
 
 from styleid_guidance.faces.detection import FaceRegion
 from styleid_guidance.files.images import to_tensor
+from styleid_guidance.options import DEFAULT_THRESHOLD
 
 from .profiles import Models
 from .weight_sources import IDENTITY_LABELS
@@ -23,7 +24,7 @@ from .weight_sources import IDENTITY_LABELS
 # Same/different cut-offs on cosine similarity. StyleID: 0.4, the paper's headline operating point.
 # ArcFace and CLIP: the best of the paper's three fixed thresholds (0.3 / 0.4 / 0.5) for each model on
 # StyleBench-H Cross-ID (ArcFace Acc .793 at 0.3; CLIP .702 at 0.5: any two CLIP faces look alike).
-THRESHOLDS = {"styleid": 0.4, "arcface": 0.3, "clip": 0.5}
+THRESHOLDS = {"styleid": DEFAULT_THRESHOLD, "arcface": 0.3, "clip": 0.5}
 
 
 @dataclass

@@ -6,7 +6,6 @@ on disk is one sentence saying which folder to fill.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -16,12 +15,12 @@ from typing import Any
 import torch
 
 from styleid_guidance.errors import NoFaceError, StyleIDError
+from styleid_guidance.eval.calibration import Calibration, read_calibration
 
 TEST_TINY = "test-tiny"
 STYLEID_FOLDER = "styleid"
 JOJOGAN_FOLDER = "jojogan"
 ARCFACE_SUFFIXES = (".pth", ".pt", ".safetensors")
-CALIBRATION_FILE = "calibration.json"  # {"slope": a, "intercept": b}: P(same) = sigmoid(a·cos + b), from `styleid eval`
 STYLE_SUFFIXES = (".pt", ".pth")
 RETINAFACE_FILE = "detection_Resnet50_Final.pth"  # facexlib's detector weights: a detector, not an identity model
 DETECTORS = ("mtcnn", "retinaface")
@@ -125,7 +124,7 @@ class StyleIDModel:
     center: Any  # IdentityLoss, crop="center"
     detector: str
     precision: str
-    calibration: dict[str, float] | None = None
+    calibration: Calibration | None = None  # the model folder's calibration.json (`styleid eval --save-calibration`)
     model_rootpath: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -135,10 +134,9 @@ class StyleIDModel:
 
     def likeness(self, similarity: float) -> float | None:
         """Calibrated P(a person says "same") in percent, or None without a calibration."""
-        if not self.calibration or not math.isfinite(similarity):
+        if self.calibration is None or not math.isfinite(similarity):
             return None
-        z = self.calibration["slope"] * similarity + self.calibration["intercept"]
-        return 100.0 / (1.0 + math.exp(-max(min(z, 60.0), -60.0)))
+        return 100.0 * self.calibration.probability(similarity)
 
     def region(self, image: torch.Tensor, name: str) -> Any:
         """The face region of one [3,H,W] image, or None when no face is found (detection has no gradient)."""
@@ -161,18 +159,6 @@ class StyleIDModel:
                 out.append(loss.embed(x.to(loss.device), face_region=region) if region is not None else loss.embed(x.to(loss.device)))
                 found.append(region is not None)
         return torch.cat(out).float().cpu(), found
-
-
-def _read_calibration(folder: Path) -> dict[str, float] | None:
-    path = folder / CALIBRATION_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-        cal = {"slope": float(data["slope"]), "intercept": float(data["intercept"])}
-    except (ValueError, KeyError, TypeError):
-        raise StyleIDError(f"{path}: expected {{\"slope\": number, \"intercept\": number}}") from None
-    return cal if all(math.isfinite(v) for v in cal.values()) else None
 
 
 def load_styleid_model(name: str, device: str = "auto", precision: str = "fp32", detector: str = "mtcnn") -> StyleIDModel:
@@ -201,7 +187,7 @@ def load_styleid_model(name: str, device: str = "auto", precision: str = "fp32",
                 kind, model = "arcface", load_arcface_backbone(path, model_rootpath=model_rootpath, device=dev)
             else:
                 kind, model = "styleid", StyleIDEncoder.from_pretrained(path, device=dev).eval()
-                calibration = _read_calibration(path)
+                calibration = read_calibration(path)
         cls = ArcFaceLoss if kind == "arcface" else StyleIDLoss
         face, center = cls(model, crop="face", **common), cls(model, crop="center", **common)
     return StyleIDModel(name, kind, face, center, detector, precision, calibration, model_rootpath)

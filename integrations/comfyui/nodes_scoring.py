@@ -7,13 +7,14 @@ import torch
 from comfy_api.latest import io
 from comfy_execution.graph_utils import ExecutionBlocker
 
+from styleid_guidance.options import DEFAULT_THRESHOLD
+
 from . import models
 from .images import bchw_to_image, check_finite, empty_image, image_to_bchw
 from .scoring import GATE_MODES, annotate, gate, score
 
 CATEGORY = "StyleID"
 StyleIDModelType = io.Custom("STYLEID_MODEL")
-DEFAULT_THRESHOLD = 0.4  # `styleid verify`'s default: the paper's middle fixed threshold (Acc@0.4)
 # what an output with no images carries: "skip_downstream" blocks the nodes fed by it, silently (ComfyUI's
 # ExecutionBlocker without a message; core nodes such as SaveImage fail on a 0-image batch), while the rest of
 # the workflow runs; "empty_batch" passes a [0,H,W,3] IMAGE for nodes that handle one

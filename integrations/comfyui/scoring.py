@@ -11,11 +11,11 @@ import io
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import ImageDraw
 
 from styleid_guidance.errors import StyleIDError
+from styleid_guidance.files.images import to_pil, to_tensor
 
 from .models import StyleIDModel
 
@@ -62,8 +62,7 @@ def annotate(images: torch.Tensor, scores: Scores) -> torch.Tensor:
     "no face" where the centre crop was scored."""
     out = []
     for i, x in enumerate(images):
-        arr = (x.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-        pil = Image.fromarray(arr, "RGB")
+        pil = to_pil(x)
         draw = ImageDraw.Draw(pil)
         w, h = pil.size
         colour = (40, 200, 70) if scores.same[i] else (220, 50, 50)
@@ -75,7 +74,7 @@ def annotate(images: torch.Tensor, scores: Scores) -> torch.Tensor:
             text += " no face"
         draw.rectangle([border, border, border + 7 * len(text) + 6, border + 14], fill=(0, 0, 0))
         draw.text((border + 3, border + 2), text, fill=colour)
-        out.append(torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1))
+        out.append(to_tensor(pil)[0])
     return torch.stack(out)
 
 

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..options import CROPS, DEFAULT_CROP, DETECTORS
+from ..options import CROPS, DEFAULT_CROP, DEFAULT_THRESHOLD, DETECTORS, RELEASED_MODEL
 from .values import finite_float, level_list, positive_int
-
-RELEASED_MODEL = "kwanY/styleid"
-
 
 class ModelFlag(argparse._StoreAction):
     """--model: one encoder; where a command compares several (`styleid score`), each repetition adds one.
@@ -40,6 +37,11 @@ def add_model(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str
            "NAME=WEIGHTS)" if repeatable else ""
     p.add_argument("--model", default=default, metavar="ID_OR_DIR", action=ModelFlag, repeatable=repeatable,
                    help=f"StyleID encoder: a Hub id, a local folder, or test-tiny (random, offline){more} (default: {shown})")
+
+
+def add_threshold(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument("--threshold", type=finite_float, default=DEFAULT_THRESHOLD,
+                   help="cosine similarity at or above which a pair is 'same' (default: %(default)s)")
 
 
 def add_arcface_model(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

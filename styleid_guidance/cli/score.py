@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StyleIDError
-from . import flags, parsing, runtime, values
+from ..options import NO_FACE_POLICIES
+from . import flags, parsing, runtime
 
 NO_FACE_HELP = ("without a detectable face (--crop face): center = embed the centre crop and count it (default); "
                 "skip = leave the pair out; error = stop")
@@ -44,14 +45,11 @@ def register(sub: Any) -> None:
     p.add_argument("--reference-set", action="store_true",
                    help="REF is several photos of one person: compare with their mean embedding, print their spread as the baseline")
     flags.add_model(p, default=None, repeatable=True)
-    from .verify import DEFAULT_THRESHOLD
-
-    p.add_argument("--threshold", type=values.finite_float, default=DEFAULT_THRESHOLD,
-                   help="cosine similarity at or above which a pair is 'same' (default: %(default)s)")
+    flags.add_threshold(p)
     p.add_argument("--csv", default=None, metavar="PATH", help="write one row per model and pair")
     p.add_argument("--json", default=None, metavar="PATH", help="write the summary as JSON; - prints it (alone) on stdout")
     flags.add_faces(p)
-    p.add_argument("--no-face", choices=("center", "skip", "error"), default="center", help=NO_FACE_HELP)
+    p.add_argument("--no-face", choices=NO_FACE_POLICIES, default="center", help=NO_FACE_HELP)
     flags.add_device(p)
     flags.add_precision(p, "fp32")  # a metric: the same numbers on every machine unless asked otherwise
     flags.add_batch_size(p)

@@ -7,9 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import flags, parsing, runtime, values
-
-DEFAULT_THRESHOLD = 0.4  # the paper's middle fixed threshold (Acc@0.4)
+from . import flags, parsing, runtime
 
 
 def register(sub: Any) -> None:
@@ -22,8 +20,7 @@ def register(sub: Any) -> None:
     flags.add_faces(p)
     flags.add_device(p)
     flags.add_precision(p, "auto")  # interactive: fast where bf16 is native; --precision fp32 for exact scores
-    p.add_argument("--threshold", type=values.finite_float, default=DEFAULT_THRESHOLD,
-                   help="cosine similarity at or above which a pair is 'same' (default: %(default)s)")
+    flags.add_threshold(p)
     p.add_argument("--json", default=None, metavar="PATH",
                    help="write deepface-style results (verified, similarity, threshold, model, detector_backend, facial_areas, "
                         "time, confidence) as JSON; - for stdout")

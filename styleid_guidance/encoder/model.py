@@ -34,11 +34,10 @@ from ..errors import StyleIDError
 from ..files.atomic import atomic_dir
 from ..hub.resolve import resolve_model_dir
 from ..files.images import ImageInput, load_image, to_tensor
-from ..options import CROPS, DEFAULT_CROP
+from ..options import CROPS, DEFAULT_CROP, RELEASED_MODEL
 from .preprocess import clip_preprocess
 from .transformers_format import load_transformers_folder, write_transformers_folder
 
-RELEASED_ID = "kwanY/styleid"
 CONFIG_NAME = io.CONFIG_NAME
 _DEFAULT_LORA = LoraSettings()
 
@@ -89,7 +88,7 @@ class StyleIDEncoder(nn.Module):
     @classmethod
     def from_pretrained(
         cls,
-        id_or_dir: str | os.PathLike = RELEASED_ID,
+        id_or_dir: str | os.PathLike = RELEASED_MODEL,
         device: torch.device | str | None = None,
         lora_rank: int | None = None,
         is_trainable: bool = False,

@@ -16,6 +16,7 @@ from ..files.atomic import atomic_write
 from .models import Embedder, ModelSpec
 
 CACHE_FOLDER = "embedding_cache"
+MODEL_KEY_LIMIT = 2000  # characters of the model key stored in a cache file (a folder with many files makes it long)
 
 
 def file_key(path: Path) -> str:
@@ -65,7 +66,7 @@ class EmbeddingCache:
         from safetensors.torch import save_file
 
         with atomic_write(self.path) as tmp:
-            save_file(self.entries, str(tmp), metadata={"model": self.model_key[:2000], "crop": self.crop})
+            save_file(self.entries, str(tmp), metadata={"model": self.model_key[:MODEL_KEY_LIMIT], "crop": self.crop})
         self.dirty = False
 
 

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     with parsing.for_option("--pairs", args.pairs):
         pair_list = read_pairs(args.pairs)  # a bad CSV is named as --pairs, before any model loads
     if args.save_calibration:
-        from ..score.verification import check_calibration_target
+        from .calibration import check_calibration_target
 
         check_calibration_target(args.model, pair_list, args.pairs)
     cache_dir = None if args.no_cache else (args.cache_dir or "default")
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                       detector=args.detector or "retinaface", model_rootpath=args.model_rootpath,
                       progress=not args.no_progress, table1=args.table1, precision=args.precision)
     if args.save_calibration:
-        from ..score.verification import write_calibration
+        from .calibration import write_calibration
 
         fit = result.metrics.get(args.name, {}).get("human", {}).get("calibration")
         if fit is None:

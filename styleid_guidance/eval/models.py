@@ -29,6 +29,7 @@ from ..faces.detection import FaceRegion
 from ..files.images import load_image, to_tensor
 from ..hub.resolve import facexlib_weights_dir, hub_endpoint, hub_offline, offline, reachable
 from ..baselines.weights import WeightsUnavailable, hub_model, open_clip_weights
+from .calibration import CALIBRATION_FILE
 
 BASELINES = {"clip": "ViT-L-14/openai", "siglip2": "ViT-L-16-SigLIP2-256/webli", "arcface": "default",
              "adaface": "default", "antelopev2": "antelopev2"}
@@ -60,7 +61,8 @@ class ModelSpec:
         path = Path(self.source)
         suffix = "" if self.precision == "fp32" or self.kind == "antelopev2" else f"@{self.precision}"
         if path.exists():
-            files = sorted(p for p in (path.rglob("*") if path.is_dir() else [path]) if p.is_file())
+            # the calibration eval may write into the folder afterwards is not weights: it must not change the key
+            files = sorted(p for p in (path.rglob("*") if path.is_dir() else [path]) if p.is_file() and p.name != CALIBRATION_FILE)
             stamp = ";".join(f"{p.relative_to(path) if path.is_dir() else p.name}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in files)
             return f"{self.kind}:{path.resolve()}:{stamp}{suffix}"
         return f"{self.kind}:{self.source}{suffix}"
@@ -235,14 +237,15 @@ def _arcface_embedder(spec: ModelSpec, crop: str, device: torch.device, detector
     return embedder
 
 
-def _encoder_embedder(spec: ModelSpec, crop: str, device: torch.device, batch_size: int, detector: str,
-                      model_rootpath: str | None) -> Embedder:
+def load_encoder(spec: ModelSpec, device: torch.device) -> Any:
+    """The StyleIDEncoder a styleid / clip / siglip2 spec names, in eval mode (eval's and score's one loader):
+    missing weights fail at once, before the slow imports; a random test tower is the same on every run."""
     if spec.kind == "styleid":
         weights = hub_model(spec.source)
     else:
         name, _, pretrained = spec.source.partition("/")
         tag = None if name == "test-tiny" else (pretrained or "openai")
-        weights = open_clip_weights(name, tag, spec.kind)  # before the slow imports: missing weights fail at once
+        weights = open_clip_weights(name, tag, spec.kind)
     from ..encoder.model import StyleIDEncoder
 
     with weights:
@@ -252,7 +255,12 @@ def _encoder_embedder(spec: ModelSpec, crop: str, device: torch.device, batch_si
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)  # a random test model must be the same on every run for the cache
                 encoder = StyleIDEncoder.from_open_clip(name, pretrained=tag, lora_rank=0, device=device)
-    encoder.eval()
+    return encoder.eval()
+
+
+def _encoder_embedder(spec: ModelSpec, crop: str, device: torch.device, batch_size: int, detector: str,
+                      model_rootpath: str | None) -> Embedder:
+    encoder = load_encoder(spec, device)
 
     def embed(files: Sequence[Path]) -> torch.Tensor:
         return encoder.embed([str(f) for f in files], crop=crop, batch_size=batch_size, detector=detector,

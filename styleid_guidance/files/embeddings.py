@@ -53,6 +53,12 @@ def write_embeddings(path: str | Path, embeddings: torch.Tensor, names: list[str
 
 def read_embeddings(path: str | Path) -> tuple[torch.Tensor, list[str]]:
     """(embeddings [N, D], names) from either format; mismatched or damaged files are one-line errors."""
+    emb, names, _ = read_embeddings_and_model(path)
+    return emb, names
+
+
+def read_embeddings_and_model(path: str | Path) -> tuple[torch.Tensor, list[str], str]:
+    """(embeddings, names, the model id `styleid embed` recorded, "" if none) in one read of the file."""
     path = Path(path)
     if not path.is_file():
         raise StyleIDError(f"{path}: no such file")
@@ -64,6 +70,7 @@ def read_embeddings(path: str | Path) -> tuple[torch.Tensor, list[str]]:
                 meta = f.metadata() or {}
                 emb = f.get_tensor("embeddings")
             names = json.loads(meta.get("files", "[]"))
+            model = meta.get("model", "")
         except Exception as err:  # safetensors / JSON raise several types; all mean a damaged file
             raise StyleIDError(f"{path}: not an embeddings file written by styleid embed ({type(err).__name__})") from None
     elif path.suffix == ".npy":
@@ -79,6 +86,7 @@ def read_embeddings(path: str | Path) -> tuple[torch.Tensor, list[str]]:
         if recorded != hashlib.sha256(data).hexdigest():
             raise StyleIDError(f"{path} and {sidecar.name} are from different runs (an interrupted write?); embed again")
         names = lines[1:]
+        model = lines[0].partition(" model=")[2].strip()  # the header's last field: a model path may contain spaces
         try:
             emb = torch.from_numpy(np.load(io.BytesIO(data), allow_pickle=False))
         except ValueError as err:
@@ -87,4 +95,4 @@ def read_embeddings(path: str | Path) -> tuple[torch.Tensor, list[str]]:
         raise StyleIDError(f"{path}: not a .npy or .safetensors embeddings file")
     if len(names) != len(emb):
         raise StyleIDError(f"{path}: {len(emb)} embeddings but {len(names)} names")
-    return emb, names
+    return emb, names, model

@@ -23,7 +23,6 @@ FORMATS = ("styleid", "transformers")
 FINAL = "final"  # a training run's output folder holds the encoder in final/
 ALLOWED_SUFFIXES = (".safetensors", ".json", ".md", ".txt")  # no pickles on the Hub
 BASE_MODELS = {("ViT-L-14", "openai"): "openai/clip-vit-large-patch14", ("ViT-B-16", "openai"): "openai/clip-vit-base-patch16"}
-CALIBRATION = "calibration.json"
 
 
 @dataclass
@@ -48,17 +47,15 @@ def model_folder(path: str | os.PathLike) -> Path:
     return folder
 
 
-def _stamp(folder: Path) -> set[str]:
-    """The file stamps eval's cache key records for a folder, without the calibration eval itself may write later."""
-    return {f"{p.relative_to(folder)}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != CALIBRATION}
-
-
 def check_eval_belongs(eval_dir: Path, model_dir: Path) -> None:
     """An eval folder belongs to the model when its embedding cache was computed from this very folder's files
-    (eval keys its cache by the model folder's path and its files' mtimes and sizes)."""
+    (eval keys its cache by the model folder's path and its files' mtimes and sizes: `ModelSpec.key`)."""
     from safetensors import safe_open
 
+    from ..eval.cache import MODEL_KEY_LIMIT
+    from ..eval.models import ModelSpec
+
+    expected = ModelSpec("styleid", "styleid", str(model_dir)).key  # at fp32; another precision appends "@bf16"
     prefix = f"styleid:{model_dir.resolve()}:"
     caches = sorted((eval_dir / "embedding_cache").glob("*.safetensors"))
     seen_path = False
@@ -71,9 +68,7 @@ def check_eval_belongs(eval_dir: Path, model_dir: Path) -> None:
         if not key.startswith(prefix):
             continue
         seen_path = True
-        recorded = {s for s in key[len(prefix):].split("@")[0].split(";") if s and not s.startswith(CALIBRATION + ":")}
-        current = _stamp(model_dir)
-        if recorded == current or (len(key) >= 2000 and all(s in current for s in list(recorded)[:-1])):  # eval truncates keys
+        if key in (expected, expected[:MODEL_KEY_LIMIT]) or key.startswith(expected + "@"):  # eval stores keys truncated
             return
     if seen_path:
         raise StyleIDError(f"{eval_dir}: evaluated an earlier version of {model_dir} (its files changed since); evaluate it again")

@@ -21,15 +21,12 @@ from typing import Any
 import torch
 
 from ..errors import StyleIDError
-from ..options import DEFAULT_CROP
+from ..options import DEFAULT_CROP, DEFAULT_THRESHOLD, RELEASED_MODEL
 
 try:
     from torchmetrics import Metric
 except ImportError as err:  # the extra is optional; say how to get it instead of a bare ModuleNotFoundError
     raise ImportError("StyleIDScore needs torchmetrics: pip install 'styleid-guidance[metrics]' (or pip install torchmetrics)") from err
-
-DEFAULT_THRESHOLD = 0.4  # `styleid verify`'s
-
 
 def _encoder(model: Any, device: torch.device | str | None = None) -> Any:
     from ..encoder.model import StyleIDEncoder
@@ -56,19 +53,24 @@ def _embed(encoder: Any, images: torch.Tensor, crop: str, precision: str | None)
     return encoder.embed(images.to(encoder.device), crop=crop, precision=precision).float()
 
 
-def styleid_score(preds: torch.Tensor, target: torch.Tensor, model: Any = "kwanY/styleid", *, normalize: bool = True,
-                  crop: str = DEFAULT_CROP, precision: str | None = "fp32", reduction: str = "mean") -> torch.Tensor:
-    """Cosine similarity of each generated image to its target (a batch of the same size, or one image for all);
-    differentiable in `preds`. reduction: "mean" | "none" (per image). `model`: an id/folder or a loaded encoder."""
-    if reduction not in ("mean", "none"):
-        raise StyleIDError(f"reduction must be 'mean' or 'none', got {reduction!r}")
-    encoder = _encoder(model)
+def _paired_similarity(encoder: Any, preds: torch.Tensor, target: torch.Tensor, normalize: bool, crop: str,
+                       precision: str | None) -> torch.Tensor:
+    """[B] cosine of each generated image to its target (B targets, or 1 for all); differentiable in `preds` only."""
     zp = _embed(encoder, _pixels(preds, normalize, "preds"), crop, precision)
     with torch.no_grad():
         zt = _embed(encoder, _pixels(target, normalize, "target"), crop, precision)
     if len(zt) not in (1, len(zp)):
         raise StyleIDError(f"target: {len(zt)} images for {len(zp)} preds; give as many, or one for all")
-    sim = (zp * zt).sum(-1)
+    return (zp * zt).sum(-1)
+
+
+def styleid_score(preds: torch.Tensor, target: torch.Tensor, model: Any = RELEASED_MODEL, *, normalize: bool = True,
+                  crop: str = DEFAULT_CROP, precision: str | None = "fp32", reduction: str = "mean") -> torch.Tensor:
+    """Cosine similarity of each generated image to its target (a batch of the same size, or one image for all);
+    differentiable in `preds`. reduction: "mean" | "none" (per image). `model`: an id/folder or a loaded encoder."""
+    if reduction not in ("mean", "none"):
+        raise StyleIDError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    sim = _paired_similarity(_encoder(model), preds, target, normalize, crop, precision)
     return sim.mean() if reduction == "mean" else sim
 
 
@@ -85,7 +87,7 @@ class StyleIDScore(Metric):
     plot_lower_bound = -1.0
     plot_upper_bound = 1.0
 
-    def __init__(self, model: Any = "kwanY/styleid", reference: torch.Tensor | None = None, *, threshold: float = DEFAULT_THRESHOLD,
+    def __init__(self, model: Any = RELEASED_MODEL, reference: torch.Tensor | None = None, *, threshold: float = DEFAULT_THRESHOLD,
                  normalize: bool = False, reset_reference: bool = True, crop: str = DEFAULT_CROP, precision: str | None = "fp32",
                  keep_samples: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -119,17 +121,13 @@ class StyleIDScore(Metric):
     def update(self, preds: torch.Tensor, target: torch.Tensor | None = None) -> None:
         """preds: generated images [B, 3, H, W]; target: their references (B images, or 1 for all), or None for the
         fixed reference."""
-        zp = _embed(self.encoder, _pixels(preds, self.normalize, "preds"), self.crop, self.precision)
         if target is not None:
-            with torch.no_grad():
-                zt = _embed(self.encoder, _pixels(target, self.normalize, "target"), self.crop, self.precision)
-            if len(zt) not in (1, len(zp)):
-                raise StyleIDError(f"target: {len(zt)} images for {len(zp)} preds; give as many, or one for all")
+            sim = _paired_similarity(self.encoder, preds, target, self.normalize, self.crop, self.precision)
         elif self.reference_embedding is not None:
-            zt = self.reference_embedding.to(zp.device)[None]
+            zp = _embed(self.encoder, _pixels(preds, self.normalize, "preds"), self.crop, self.precision)
+            sim = (zp * self.reference_embedding.to(zp.device)[None]).sum(-1)
         else:
             raise StyleIDError("no target and no fixed reference: pass target=, or reference= / set_reference() first")
-        sim = (zp * zt).sum(-1)
         detached = sim.detach().double()
         self.similarity_sum += detached.sum()
         self.similarity_sq_sum += (detached ** 2).sum()

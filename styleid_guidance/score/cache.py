@@ -23,7 +23,6 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or "~/.cache/styleid").expanduser() / "score"
 
 
-
 class ContentCache(EmbeddingCache):
     """EmbeddingCache keyed by content; a skipped image (no face, `no_face="skip"`) is remembered as such."""
 

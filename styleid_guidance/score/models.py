@@ -21,10 +21,10 @@ from ..eval.models import (
     ModelSpec,
     ModelUnavailable,
     build_embedder,
+    load_encoder,
     parse_baseline,
 )
 
-NO_FACE_POLICIES = ("center", "skip", "error")
 PRETTY = {"styleid": "StyleID", "clip": "CLIP", "siglip2": "SigLIP2", "arcface": "ArcFace", "adaface": "AdaFace",
           "antelopev2": "AntelopeV2"}
 
@@ -56,7 +56,7 @@ class ScoreModel:
         self.encoder: Any = None
         self.embedder: Any = None
         if spec.kind in ("styleid", "clip", "siglip2"):
-            self.encoder = _load_encoder(spec, device)
+            self.encoder = load_encoder(spec, device)
         else:  # face baselines have eval's own no-face fallback ("center"); skip/error are handled here per file
             fallback = "center" if no_face == "center" else "error"
             try:
@@ -112,21 +112,6 @@ class ScoreModel:
                 status.append("skipped")
         dim = next((len(r) for r in rows if r is not None), 1)
         return torch.stack([r if r is not None else torch.full((dim,), float("nan")) for r in rows]), status
-
-
-def _load_encoder(spec: ModelSpec, device: torch.device) -> Any:
-    from ..baselines.weights import hub_model, open_clip_weights
-    from ..encoder.model import StyleIDEncoder
-
-    if spec.kind == "styleid":
-        with hub_model(spec.source):  # an unreachable Hub: the local cache or one line, at once
-            return StyleIDEncoder.from_pretrained(spec.source, device=device).eval()
-    name, _, pretrained = spec.source.partition("/")
-    tag = None if name == "test-tiny" else (pretrained or "openai")
-    with open_clip_weights(name, tag, spec.kind):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)  # a random test model must be the same on every run (the cache relies on it)
-            return StyleIDEncoder.from_open_clip(name, pretrained=tag, lora_rank=0, device=device).eval()
 
 
 def default_workers() -> int:

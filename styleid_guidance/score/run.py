@@ -1,6 +1,7 @@
 """`score(ref, gen, ...)`: the `styleid score` command as a function (no printing, no files)."""
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,12 +15,11 @@ import torch
 from ..errors import StyleIDError
 from ..metrics.verification import mean_pairwise_cosine
 from .cache import ContentCache, default_cache_dir
-from .models import NO_FACE_POLICIES, ScoreModel, default_workers, parse_models
+from ..options import DEFAULT_THRESHOLD, NO_FACE_POLICIES, RELEASED_MODEL
+from .models import ScoreModel, default_workers, parse_models
 from .pairing import MEAN, Pairing, pair_sources
 from .sources import Source, check_model_matches, read_source
 
-RELEASED_MODEL = "kwanY/styleid"
-DEFAULT_THRESHOLD = 0.4  # verify's: the paper's middle fixed threshold (Acc@0.4)
 
 
 @dataclass
@@ -168,7 +168,7 @@ def score(ref: str | Path | Source, gen: str | Path | Source, models: Sequence[s
     cache_root = default_cache_dir() if cache_dir == "default" else (Path(cache_dir) if cache_dir is not None else None)
     workers = default_workers() if num_workers is None else num_workers
     results, computed = [], {}
-    with ThreadPoolExecutor(max_workers=workers) if workers > 0 else _no_pool() as pool:
+    with ThreadPoolExecutor(max_workers=workers) if workers > 0 else contextlib.nullcontext() as pool:
         for spec in specs:
             if len(embedded) == 2:  # nothing to embed: the files already hold the model's embeddings
                 z_ref, st_ref, z_gen, st_gen, n_new = ref_src.embeddings, ["ok"] * len(ref_src), gen_src.embeddings, ["ok"] * len(gen_src), 0
@@ -183,14 +183,6 @@ def score(ref: str | Path | Source, gen: str | Path | Source, models: Sequence[s
             results.append(_model_score(spec.name, spec.source, threshold, pairing, z_ref, st_ref, z_gen, st_gen))
             computed[spec.name] = n_new
     return ScoreResult(pairing, ref_src, gen_src, results, computed)
-
-
-class _no_pool:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return False
 
 
 def _model_score(name: str, source: str, threshold: float, pairing: Pairing, z_ref: torch.Tensor, st_ref: list[str],

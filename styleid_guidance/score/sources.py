@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import StyleIDError
-from ..files.embeddings import read_embeddings
+from ..files.embeddings import read_embeddings_and_model
 from ..files.images import IMAGE_SUFFIXES, list_images, load_image
 
 EMBEDDING_SUFFIXES = (".npy", ".safetensors")
@@ -30,18 +30,6 @@ class Source:
         return len(self.names)
 
 
-def embeddings_model(path: str | Path) -> str:
-    """The model id `styleid embed` recorded in an embeddings file ("" if none); the file is already known to be valid."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            return (f.metadata() or {}).get("model", "")
-    header = path.with_suffix(".files.txt").read_text(encoding="utf-8").splitlines()[0]
-    return header.partition(" model=")[2].strip()  # the last field: a model path may contain spaces
-
-
 def read_source(text: str | Path) -> Source:
     """An image, folder or embeddings file → Source; anything else is a one-line StyleIDError naming it."""
     path = Path(text)
@@ -53,7 +41,7 @@ def read_source(text: str | Path) -> Source:
     if not path.exists():
         raise StyleIDError(f"{text}: no such file or folder")
     if path.suffix.lower() in EMBEDDING_SUFFIXES:
-        emb, names = read_embeddings(path)
+        emb, names, model = read_embeddings_and_model(path)
         if emb.ndim != 2 or len(emb) == 0:
             raise StyleIDError(f"{text}: expected [N, D] embeddings with N ≥ 1, got shape {tuple(emb.shape)}")
         if not emb.is_floating_point() or not torch.isfinite(emb).all():
@@ -62,7 +50,7 @@ def read_source(text: str | Path) -> Source:
             raise StyleIDError(f"{text}: the same name appears on several rows; embed again")
         # unit length as `embed` writes them; re-normalising makes a hand-made file score as cosine too
         return Source(str(text), "embeddings", list(names), embeddings=torch.nn.functional.normalize(emb.float(), dim=-1),
-                      model=embeddings_model(path))
+                      model=model)
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise StyleIDError(f"{text}: not an image ({', '.join(IMAGE_SUFFIXES)}), a folder, or a .npy/.safetensors "
                            f"embeddings file from styleid embed")

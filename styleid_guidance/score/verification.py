@@ -9,7 +9,6 @@ eval` — P(a person says "same person" | similarity) — when the model folder 
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -17,54 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StyleIDError
-
-CALIBRATION_FILE = "calibration.json"
-
-
-@dataclass
-class Calibration:
-    """similarity → P(a rater says "same"): 1 / (1 + exp(-(slope · similarity + intercept)))."""
-
-    slope: float
-    intercept: float
-    source: str = ""  # the pairs CSV it was fitted on
-
-    def probability(self, similarity: float) -> float:
-        z = self.slope * similarity + self.intercept
-        return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))  # no overflow either side
-
-
-def read_calibration(model: str | os.PathLike) -> Calibration | None:
-    """The calibration in a model folder, or None (a Hub id, test-tiny, or a folder without one)."""
-    path = Path(model) / CALIBRATION_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        cal = Calibration(float(data["slope"]), float(data["intercept"]), str(data.get("pairs", "")))
-    except (OSError, ValueError, KeyError, TypeError):
-        raise StyleIDError(f"{path}: not a calibration written by styleid eval --save-calibration; delete it or evaluate again") from None
-    if not (math.isfinite(cal.slope) and math.isfinite(cal.intercept)):
-        raise StyleIDError(f"{path}: non-finite slope or intercept; evaluate again")
-    return cal
-
-
-def write_calibration(model_dir: str | os.PathLike, fit: dict[str, Any], pairs: str, model_name: str) -> Path:
-    """Write eval's logistic fit into the model folder, so `verify` can report a confidence."""
-    from ..files.atomic import atomic_write
-
-    folder = Path(model_dir)
-    if not folder.is_dir():
-        raise StyleIDError(f"{model_dir}: the calibration goes into a local model folder; download the model and evaluate that folder",
-                           cli=f"--save-calibration needs --model to be a local folder, not {model_dir!r}")
-    record = {"slope": fit["slope"], "intercept": fit["intercept"], "p50": fit.get("p50"), "brier": fit.get("brier"),
-              "ece": fit.get("ece"), "pairs": str(pairs), "model": model_name,
-              "meaning": "P(a person says same | cosine similarity) = 1 / (1 + exp(-(slope * similarity + intercept)))"}
-    path = folder / CALIBRATION_FILE
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return path
-
+from ..eval.calibration import read_calibration
+from ..options import DEFAULT_THRESHOLD, RELEASED_MODEL
 
 @dataclass
 class VerificationResult:
@@ -113,7 +66,7 @@ def facial_area(image: Any, crop: str, detector: str, model_rootpath: str | None
     return {"x": 0, "y": 0, "w": w, "h": h, "left_eye": None, "right_eye": None}
 
 
-def verify(img1: Any, img2: Any | list[Any], model: Any = "kwanY/styleid", *, threshold: float = 0.4, crop: str = "face",
+def verify(img1: Any, img2: Any | list[Any], model: Any = RELEASED_MODEL, *, threshold: float = DEFAULT_THRESHOLD, crop: str = "face",
            detector: str = "retinaface", model_rootpath: str | None = None, precision: str | None = None,
            device: Any = None, model_name: str | None = None, facial_areas: bool = True) -> VerificationResult | list[VerificationResult]:
     """deepface-style `verify`: img1 against img2 (or each of a list). `model`: an id / folder / "test-tiny" or a
@@ -150,13 +103,3 @@ def verify(img1: Any, img2: Any | list[Any], model: Any = "kwanY/styleid", *, th
             time=round(elapsed, 4), img1_path=label(img1), img2_path=label(other),
             confidence=round(100.0 * calibration.probability(sim), 2) if calibration is not None and finite else None))
     return out if many else out[0]
-
-
-def check_calibration_target(model: Any, pairs: Any, where: Any) -> None:
-    """Before `eval --save-calibration` runs: a local model folder, and a pairs CSV with human judgements."""
-    if model is None or str(model).lower() == "none" or not Path(str(model)).is_dir():
-        raise StyleIDError(f"--save-calibration writes into the --model folder; {model!r} is not a local folder "
-                           f"(download it, or save the encoder with save_pretrained)")
-    if not any(p.human is not None for p in pairs):
-        raise StyleIDError(f"--save-calibration: {where} has no `human` column (the fraction of people who said 'same'); "
-                           f"a calibration is fitted to people's judgements")
