@@ -251,3 +251,10 @@ def test_a_face_baseline_equals_its_eval_embedder(data):
         z_ref, z_gen = emb([data["ref"]]).double(), emb(files).double()
     assert res.models[0].name == "ArcFace"
     np.testing.assert_allclose(res.models[0].similarity, (z_gen @ z_ref[0]).numpy(), atol=1e-5)
+
+
+def test_an_input_error_names_the_file_not_the_model_flag(data, capsys):
+    bad = data["tmp"] / "damaged.safetensors"
+    bad.write_bytes(b"garbage")
+    code, _, err = _run(["score", str(bad), str(data["gen"]), *TINY], capsys)
+    assert code == 2 and err.strip().splitlines()[-1].startswith(f"styleid score: error: {bad}: not an embeddings file"), err

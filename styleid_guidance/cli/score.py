@@ -64,7 +64,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..files.atomic import atomic_write, check_writable_file
+    from ..score.pairing import pair_sources
     from ..score.run import check_threshold, score
+    from ..score.sources import read_source
 
     if args.num_workers is not None and args.num_workers < 0:
         raise StyleIDError(f"--num-workers {args.num_workers}: must be 0 (no threads) or more")
@@ -74,8 +76,11 @@ def run(args: argparse.Namespace) -> int:
         if path is not None and path != "-":
             with parsing.for_option(flag, path):  # before any model loads
                 check_writable_file(path)
+    # the inputs and their pairing first, so their errors name the file, not --model
+    ref, gen = read_source(args.reference), read_source(args.generated)
+    pairing = pair_sources(ref, gen, args.pairs, args.reference_set)
     with parsing.for_option("--model", ", ".join(args.model) if args.model else None):
-        result = score(args.reference, args.generated, args.model, pairs=args.pairs, reference_set=args.reference_set,
+        result = score(ref, gen, args.model, pairing=pairing,
                        crop=args.crop, no_face=args.no_face, threshold=args.threshold, device=runtime.device_from(args),
                        precision=args.precision, batch_size=args.batch_size, num_workers=args.num_workers,
                        detector=args.detector or "retinaface", model_rootpath=args.model_rootpath,

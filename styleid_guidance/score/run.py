@@ -138,13 +138,15 @@ def score(ref: str | Path | Source, gen: str | Path | Source, models: Sequence[s
           pairs: str | Path | None = None, reference_set: bool = False, crop: str = "face", no_face: str = "center",
           threshold: float = DEFAULT_THRESHOLD, device: str | torch.device | None = None, precision: str = "fp32",
           batch_size: int = 32, num_workers: int | None = None, detector: str = "retinaface",
-          model_rootpath: str | None = None, cache_dir: str | Path | None = "default", progress: bool = False) -> ScoreResult:
+          model_rootpath: str | None = None, cache_dir: str | Path | None = "default", progress: bool = False,
+          pairing: Pairing | None = None) -> ScoreResult:
     """Identity similarity of each generated image to its reference, for every model.
 
     ref / gen: an image, a folder (recursive, sorted) or an embeddings file from `styleid embed`. Pairing: see
     styleid_guidance.score.pairing. no_face: "center" (embed the centre crop, count it), "skip" (leave the pair
     out) or "error". models: --model values (None: the released model, or the model two embeddings files record).
-    cache_dir: "default" = $STYLEID_CACHE/score (~/.cache/styleid/score), None = no cache."""
+    cache_dir: "default" = $STYLEID_CACHE/score (~/.cache/styleid/score), None = no cache. pairing: the result of
+    `pair_sources(ref, gen, ...)` when the caller already paired the Sources (the CLI does, before any model loads)."""
     from ..devices import resolve_device, resolve_precision
 
     if no_face not in NO_FACE_POLICIES:
@@ -152,7 +154,7 @@ def score(ref: str | Path | Source, gen: str | Path | Source, models: Sequence[s
     threshold = check_threshold(threshold)
     ref_src = ref if isinstance(ref, Source) else read_source(ref)
     gen_src = gen if isinstance(gen, Source) else read_source(gen)
-    pairing = pair_sources(ref_src, gen_src, pairs, reference_set)
+    pairing = pairing or pair_sources(ref_src, gen_src, pairs, reference_set)
     embedded = [s for s in (ref_src, gen_src) if s.kind == "embeddings"]
     if not models:
         recorded = {s.model for s in embedded}
