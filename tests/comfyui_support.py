@@ -29,6 +29,14 @@ def comfyui_root() -> Path | None:
     return root if (root / "main.py").is_file() and (root / "comfy").is_dir() else None
 
 
+def comfyui_version(root: Path) -> tuple[int, ...]:
+    """ComfyUI's own `__version__` (comfyui_version.py) as a tuple of ints."""
+    import re
+
+    text = (root / "comfyui_version.py").read_text()
+    return tuple(int(x) for x in re.search(r'__version__\s*=\s*"([0-9.]+)"', text).group(1).split("."))
+
+
 def skip_reason() -> str:
     return (f"no ComfyUI found (set COMFYUI_ROOT; default {REPO.parent / 'shared' / 'vendor' / 'ComfyUI'}) "
             "— these tests run the node pack through the real engine")
@@ -126,20 +134,38 @@ def tiny_taesd(seed: int = 0, std: float = 0.05, latent_channels: int = 4, vae_s
     return comfy.sd.VAE(sd=sd)
 
 
-# FLUX's layout (comfy/model_detection.py's "flux" branch) shrunk: one double and one single block, 2 heads of 32
-# (axes_dim sums to hidden_size / num_heads), 32-d text and pooled vectors
-TINY_FLUX = {"image_model": "flux", "in_channels": 16, "out_channels": 16, "patch_size": 2, "vec_in_dim": 32,
-             "context_in_dim": 32, "hidden_size": 64, "mlp_ratio": 2.0, "num_heads": 2, "depth": 1,
-             "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000, "qkv_bias": True}
+# A tiny FLUX is built the way ComfyUI loads a real checkpoint: its own detector reads a state dict in BFL's key
+# layout and returns the model's full parameter set for this ComfyUI version (newer ones add fields such as
+# `txt_ids_dims`); only the widths are then shrunk, since 0.3.64's detector fixes them at full size. One double and
+# one single block, 2 heads of 32 (axes_dim sums to hidden_size / num_heads), 32-d text and pooled vectors.
+TINY_FLUX_SIZES = {"hidden_size": 64, "num_heads": 2, "axes_dim": [8, 12, 12], "mlp_ratio": 2.0, "context_in_dim": 32,
+                   "vec_in_dim": 32}
+
+
+def flux_checkpoint_keys(guidance_embed: bool) -> dict[str, Any]:
+    """The keys of a FLUX checkpoint (BFL's layout) that ComfyUI's detector reads, at the tiny widths."""
+    import torch
+
+    h, head = TINY_FLUX_SIZES["hidden_size"], TINY_FLUX_SIZES["hidden_size"] // TINY_FLUX_SIZES["num_heads"]
+    sd = {"img_in.weight": torch.zeros(h, 16 * 2 * 2),  # 16 latent channels in 2x2 patches
+          "txt_in.weight": torch.zeros(h, TINY_FLUX_SIZES["context_in_dim"]),
+          "vector_in.in_layer.weight": torch.zeros(h, TINY_FLUX_SIZES["vec_in_dim"]),
+          "double_blocks.0.img_attn.norm.key_norm.scale": torch.zeros(head),
+          "single_blocks.0.norm.key_norm.scale": torch.zeros(head)}
+    if guidance_embed:
+        sd["guidance_in.in_layer.weight"] = torch.zeros(h, 256)
+    return sd
 
 
 def tiny_flux(seed: int = 0, std: float = 0.02, schnell: bool = False) -> Any:
-    """A ModelPatcher around `comfy.supported_models.Flux` (dev: guidance embedding, model_base.Flux) or
-    `FluxSchnell` (no guidance embedding, flow sampling) with a tiny transformer and seeded random weights."""
-    import comfy.supported_models
+    """A ModelPatcher around the model ComfyUI detects in a tiny FLUX checkpoint: dev (guidance embedding,
+    `comfy.supported_models.Flux`) or schnell (`FluxSchnell`, flow sampling), with seeded random weights."""
+    import comfy.model_detection
 
-    kind = comfy.supported_models.FluxSchnell if schnell else comfy.supported_models.Flux
-    cfg = kind(dict(TINY_FLUX, guidance_embed=not schnell))
+    sd = flux_checkpoint_keys(guidance_embed=not schnell)
+    unet_config = comfy.model_detection.detect_unet_config(sd, "")
+    unet_config.update(TINY_FLUX_SIZES)
+    cfg = comfy.model_detection.model_config_from_unet_config(unet_config, sd)
     return _seeded_patcher(cfg, seed, std)
 
 
@@ -186,25 +212,36 @@ def flux_conditioning(seed: int = 1, dim: int = 32, pooled: int = 32,
 # ---------------------------------------------------------------------------------------------- the server
 class ComfyServer:
     """`python main.py --cpu` on 127.0.0.1 from a temporary copy of ComfyUI, with the pack linked into
-    custom_nodes/ the way `styleid comfyui install` links it."""
+    custom_nodes/ the way `styleid comfyui install` links it, or with `pack` (a folder, e.g. a clone of this
+    repository) copied there as a git-clone install leaves it; `env` adds to the server's environment."""
 
-    def __init__(self, root: Path, workdir: Path, python: str = sys.executable):
+    def __init__(self, root: Path, workdir: Path, python: str = sys.executable, pack: Path | None = None,
+                 env: dict[str, str] | None = None):
         self.copy = workdir / "ComfyUI"
         shutil.copytree(root, self.copy, ignore=shutil.ignore_patterns(".git", "__pycache__", "user", "output", "temp"), symlinks=True)
-        from styleid_guidance.integrations.comfyui.install import install
+        if pack is None:
+            from styleid_guidance.integrations.comfyui.install import install
 
-        install(self.copy)  # as a user would: `styleid comfyui install COMFYUI_DIR`
+            self.pack = install(self.copy)  # as a user would: `styleid comfyui install COMFYUI_DIR`
+        else:
+            self.pack = self.copy / "custom_nodes" / pack.name
+            shutil.move(str(pack), self.pack)
         (self.copy / "custom_nodes" / "styleid_test_nodes").symlink_to(TEST_NODES, target_is_directory=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "comfyui.log"
         env = dict(os.environ, DO_NOT_TRACK="1", HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", STYLEID_OFFLINE="1",
-                   OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+                   OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **(env or {}))
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",
              "--database-url", f"sqlite:///{workdir / 'comfyui.db'}"],
             cwd=self.copy, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def import_line(self) -> str:
+        """ComfyUI's "Import times" line for the pack's folder (marked "(IMPORT FAILED)" when it did not load)."""
+        (line,) = [ln for ln in self.log().splitlines() if ln.rstrip().endswith(str(self.pack))]
+        return line
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout

@@ -60,7 +60,11 @@ def similarity(fn, image):
 def test_tiny_flux_is_flux(engine):
     import comfy.latent_formats
     import comfy.model_base
+    import comfy.supported_models
 
+    # ComfyUI's detector picked the FLUX entries a real dev / schnell checkpoint gets
+    assert type(engine["dev"].model.model_config) is comfy.supported_models.Flux
+    assert type(engine["schnell"].model.model_config) is comfy.supported_models.FluxSchnell
     for kind in ("dev", "schnell"):
         model = engine[kind]
         assert isinstance(model.model, comfy.model_base.Flux)

@@ -3,10 +3,11 @@
 Nodes (category "StyleID"): StyleIDLoader, StyleIDSimilarity, StyleIDLikenessGate, StyleIDGuidance,
 JoJoGANTrain, JoJoGANStylize; custom types STYLEID_MODEL and JOJOGAN_MODEL. Models: ComfyUI/models/styleid and
 ComfyUI/models/jojogan (never downloaded). Written for ComfyUI's V3 node schema (`comfy_api.latest`), tested
-on ComfyUI 0.3.64 (see SUPPORTED_COMFYUI).
+on ComfyUI 0.3.64 and 0.33.0 (TESTED_COMFYUI; SUPPORTED_COMFYUI is the range users may run).
 
 Install: `pip install styleid-guidance` then `styleid comfyui install COMFYUI_DIR`, which links this folder
-into COMFYUI_DIR/custom_nodes/ (or link/copy it there yourself). ComfyUI imports this file by path; the
+into COMFYUI_DIR/custom_nodes/ (or link/copy it there yourself); or clone the repository into custom_nodes/ and
+run `pip install -r requirements.txt` there, as ComfyUI-Manager does (the repository's own __init__.py). ComfyUI imports this file by path; the
 nodes are imported from the installed package (absolute imports), and only when ComfyUI asks for them, so
 `import styleid_guidance.integrations.comfyui` works without ComfyUI.
 """
@@ -15,7 +16,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-SUPPORTED_COMFYUI = ">=0.3.64"  # the V3 schema as in 0.3.64, the version the tests run
+# The versions the test suite runs the pack on, each in an environment with that ComfyUI's own requirements.
+TESTED_COMFYUI = ("0.3.64", "0.33.0")
+# No upper bound: nothing newer is known to break the pack, and a cap would refuse the 0.4x releases people run.
+SUPPORTED_COMFYUI = ">=0.3.64"
 NODE_IDS = ("StyleIDLoader", "StyleIDSimilarity", "StyleIDLikenessGate", "StyleIDGuidance", "JoJoGANTrain", "JoJoGANStylize")
 PACKAGE = "styleid_guidance.integrations.comfyui"
 
@@ -32,4 +36,4 @@ async def comfy_entrypoint() -> Any:
     return extension.StyleIDExtension()
 
 
-__all__ = ["NODE_IDS", "SUPPORTED_COMFYUI", "comfy_entrypoint"]
+__all__ = ["NODE_IDS", "SUPPORTED_COMFYUI", "TESTED_COMFYUI", "comfy_entrypoint"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -51,7 +52,7 @@ class IdentityGuidance:
     """The post-CFG function. Holds the reference embedding, decoder and identity model; `last_losses` records
     the mean identity loss (1 − cos) at each guided call of the latest sampling, for inspection."""
 
-    def __init__(self, styleid: StyleIDModel, reference: torch.Tensor, vae: Any, latent_format: Any,
+    def __init__(self, styleid: StyleIDModel, reference: torch.Tensor | Sequence[torch.Tensor], vae: Any, latent_format: Any,
                  model_sampling: Any, scale: float, start_percent: float, end_percent: float, every: int):
         if not math.isfinite(float(scale)) or float(scale) < 0:
             raise StyleIDError(f"scale must be a finite number >= 0, got {scale}")
@@ -73,7 +74,7 @@ class IdentityGuidance:
         self.region = None
         for i, ok in enumerate(found):  # the generated face is cut where the first reference with a face has it
             if ok:
-                self.region = styleid.region(reference[i], f"reference {i}")
+                self.region = styleid.region(reference[i].reshape(reference[i].shape[-3:]), f"reference {i}")
                 break
         self.reference_face_found = any(found)
         self._decoder: nn.Module | None = None
@@ -151,7 +152,7 @@ def check_vae_matches(vae: Any, latent_format: Any) -> None:
                            f"have {want}: connect the model's own VAE or its TAESD{hint}")
 
 
-def patch_model(model: Any, vae: Any, styleid: StyleIDModel, reference: torch.Tensor, scale: float,
+def patch_model(model: Any, vae: Any, styleid: StyleIDModel, reference: torch.Tensor | Sequence[torch.Tensor], scale: float,
                 start_percent: float, end_percent: float, every: int) -> tuple[Any, IdentityGuidance]:
     """A clone of the ModelPatcher `model` with identity guidance appended to its post-CFG functions."""
     latent_format = model.get_model_object("latent_format")

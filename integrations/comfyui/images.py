@@ -32,6 +32,16 @@ def image_to_bchw(image: object, name: str, allow_empty: bool = False) -> torch.
         return x.permute(0, 3, 1, 2).clamp(0.0, 1.0).contiguous()
 
 
+def reference_photos(reference: object, more: dict[str, object] | None = None) -> list[torch.Tensor]:
+    """The photos of the person as [1,3,H,W] tensors: the `reference` batch, then each extra reference slot (ComfyUI's
+    Autogrow dict {"reference_0": IMAGE, ...}, in slot order), whose photos may all differ in size."""
+    photos = list(image_to_bchw(reference, "reference").split(1))
+    for name in sorted(more or {}, key=lambda n: (len(n), n)):  # reference_2 before reference_10
+        if more[name] is not None:
+            photos += list(image_to_bchw(more[name], f"more_references {name}").split(1))
+    return photos
+
+
 def bchw_to_image(x: torch.Tensor) -> torch.Tensor:
     """[B,3,H,W] in 0..1 → ComfyUI IMAGE [B,H,W,3], float32 on the CPU."""
     return x.detach().float().clamp(0.0, 1.0).permute(0, 2, 3, 1).contiguous().cpu()

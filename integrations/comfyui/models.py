@@ -6,6 +6,8 @@ on disk is one sentence saying which folder to fill.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import math
 import os
 from dataclasses import dataclass, field
@@ -147,13 +149,14 @@ class StyleIDModel:
         except NoFaceError:
             return None
 
-    def embed(self, images: torch.Tensor, what: str) -> tuple[torch.Tensor, list[bool]]:
-        """[B,3,H,W] in 0..1 → ([B,D] L2-normalised embeddings, per-image "face found" flags). One image at a
-        time, as `styleid verify` does, so the two give the same numbers."""
+    def embed(self, images: torch.Tensor | Sequence[torch.Tensor], what: str) -> tuple[torch.Tensor, list[bool]]:
+        """[B,3,H,W] in 0..1, or a list of [1,3,H,W] photos of different sizes → ([B,D] L2-normalised embeddings,
+        per-image "face found" flags). One image at a time, as `styleid verify` does, so the two give the same
+        numbers."""
         out, found = [], []
+        photos = list(images.split(1)) if isinstance(images, torch.Tensor) else list(images)
         with torch.no_grad():
-            for i in range(images.shape[0]):
-                x = images[i : i + 1]
+            for i, x in enumerate(photos):
                 region = self.region(x[0], f"{what} {i}")
                 loss = self.face if region is not None else self.center
                 out.append(loss.embed(x.to(loss.device), face_region=region) if region is not None else loss.embed(x.to(loss.device)))

@@ -10,8 +10,8 @@ from styleid_guidance.errors import StyleIDError
 
 from . import models
 from .guidance import patch_model
-from .images import check_finite, image_to_bchw
-from .nodes_scoring import CATEGORY, StyleIDModelType
+from .images import check_finite, reference_photos
+from .nodes_scoring import CATEGORY, StyleIDModelType, more_references_input
 
 
 class StyleIDGuidance(io.ComfyNode):
@@ -35,17 +35,19 @@ class StyleIDGuidance(io.ComfyNode):
                 io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01),
                 io.Float.Input("end_percent", default=0.9, min=0.0, max=1.0, step=0.01),
                 io.Int.Input("every_n_steps", default=1, min=1, max=1000),
+                *more_references_input(),
             ],
             outputs=[io.Model.Output()],
         )
 
     @classmethod
     def execute(cls, model: Any, vae: Any, styleid_model: models.StyleIDModel, reference: torch.Tensor, scale: float,
-                start_percent: float, end_percent: float, every_n_steps: int) -> io.NodeOutput:
+                start_percent: float, end_percent: float, every_n_steps: int,
+                more_references: dict | None = None) -> io.NodeOutput:
         scale = check_finite(scale, "scale")
         if scale < 0:
             raise StyleIDError(f"scale must be >= 0, got {scale}")
-        refs = image_to_bchw(reference, "reference")
+        refs = reference_photos(reference, more_references)
         patched, _ = patch_model(model, vae, styleid_model, refs, scale, check_finite(start_percent, "start_percent"),
                                  check_finite(end_percent, "end_percent"), int(every_n_steps))
         return io.NodeOutput(patched)

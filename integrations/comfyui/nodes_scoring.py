@@ -5,12 +5,15 @@ import json
 
 import torch
 from comfy_api.latest import io
+# The one name from outside comfy_api.latest: the public NodeOutput(block_execution=...) blocks every output of a
+# node, and always with an error message, while the gate must silently block only `accepted` (and `rejected`) and
+# keep its scores flowing. ExecutionBlocker has been in comfy_execution since 2024 and is in both tested versions.
 from comfy_execution.graph_utils import ExecutionBlocker
 
 from styleid_guidance.options import DEFAULT_THRESHOLD
 
 from . import models
-from .images import bchw_to_image, check_finite, empty_image, image_to_bchw
+from .images import bchw_to_image, check_finite, empty_image, image_to_bchw, reference_photos
 from .scoring import GATE_MODES, annotate, gate, score
 
 CATEGORY = "StyleID"
@@ -19,6 +22,17 @@ StyleIDModelType = io.Custom("STYLEID_MODEL")
 # ExecutionBlocker without a message; core nodes such as SaveImage fail on a 0-image batch), while the rest of
 # the workflow runs; "empty_batch" passes a [0,H,W,3] IMAGE for nodes that handle one
 ON_EMPTY = ("skip_downstream", "empty_batch")
+MAX_MORE_REFERENCES = 8
+
+
+def more_references_input() -> list[io.Input]:
+    """Extra reference photos, one socket each, growing as they are connected: photos of any size, which one IMAGE
+    batch cannot hold. Autogrow exists from ComfyUI 0.33 on (0.3.64 has none: batch the photos into `reference`)."""
+    if not hasattr(io, "Autogrow"):
+        return []
+    template = io.Autogrow.TemplatePrefix(io.Image.Input("reference"), prefix="reference_", min=0, max=MAX_MORE_REFERENCES)
+    return [io.Autogrow.Input("more_references", template=template, optional=True,
+                              tooltip="more photos of the same person, each of any size")]
 
 
 class StyleIDLoader(io.ComfyNode):
@@ -35,7 +49,9 @@ class StyleIDLoader(io.ComfyNode):
                                tooltip="a model folder (StyleID / student) or an ArcFace .pth in ComfyUI/models/styleid"),
                 io.Combo.Input("device", options=list(models.DEVICES), default="auto"),
                 io.Combo.Input("precision", options=list(models.PRECISIONS), default="fp32",
-                               tooltip="fp32 gives the same scores as `styleid verify --precision fp32`"),
+                               tooltip="fp32 gives the scores `styleid verify --precision fp32` gives on the same pixels "
+                                        "(newer ComfyUIs decode JPEGs in LoadImage with PyAV, whose pixels differ "
+                                        "from PIL's; compare on PNGs)"),
                 io.Combo.Input("detector", options=list(models.DETECTORS), default="mtcnn",
                                tooltip="mtcnn ships its weights (CPU, no insightface build); retinaface needs "
                                        "detection_Resnet50_Final.pth in ComfyUI/models/styleid"),
@@ -71,6 +87,7 @@ class StyleIDSimilarity(io.ComfyNode):
                 io.Image.Input("reference", tooltip="one or several photos of the person"),
                 io.Image.Input("images"),
                 io.Float.Input("threshold", default=DEFAULT_THRESHOLD, min=-1.0, max=1.0, step=0.01),
+                *more_references_input(),
             ],
             outputs=[
                 io.Float.Output("similarity", display_name="similarity", is_output_list=True),
@@ -84,9 +101,9 @@ class StyleIDSimilarity(io.ComfyNode):
 
     @classmethod
     def execute(cls, styleid_model: models.StyleIDModel, reference: torch.Tensor, images: torch.Tensor,
-                threshold: float) -> io.NodeOutput:
+                threshold: float, more_references: dict | None = None) -> io.NodeOutput:
         threshold = check_finite(threshold, "threshold")
-        refs = image_to_bchw(reference, "reference")
+        refs = reference_photos(reference, more_references)
         x = image_to_bchw(images, "images")
         s = score(styleid_model, refs, x, threshold)
         likeness = [-1.0 if v is None else v for v in s.likeness]
@@ -114,6 +131,7 @@ class StyleIDLikenessGate(io.ComfyNode):
                 io.Float.Input("threshold", default=DEFAULT_THRESHOLD, min=-1.0, max=1.0, step=0.01),
                 io.Int.Input("top_k", default=1, min=1, max=4096),
                 io.Combo.Input("on_empty", options=list(ON_EMPTY), default="skip_downstream", optional=True),
+                *more_references_input(),
             ],
             outputs=[
                 io.Image.Output("accepted", display_name="accepted"),
@@ -126,9 +144,10 @@ class StyleIDLikenessGate(io.ComfyNode):
 
     @classmethod
     def execute(cls, styleid_model: models.StyleIDModel, reference: torch.Tensor, images: torch.Tensor, mode: str,
-                threshold: float, top_k: int, on_empty: str = "skip_downstream") -> io.NodeOutput:
+                threshold: float, top_k: int, on_empty: str = "skip_downstream",
+                more_references: dict | None = None) -> io.NodeOutput:
         threshold = check_finite(threshold, "threshold")
-        refs = image_to_bchw(reference, "reference")
+        refs = reference_photos(reference, more_references)
         x = image_to_bchw(images, "images")
         s = score(styleid_model, refs, x, threshold)
         result = gate(s.similarity, mode, threshold, int(top_k))

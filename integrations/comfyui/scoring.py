@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -46,8 +47,10 @@ class Scores:
         return buf.getvalue()
 
 
-def score(model: StyleIDModel, references: torch.Tensor, images: torch.Tensor, threshold: float) -> Scores:
-    """Cosine similarity of every image to every reference (embeddings as `styleid verify` computes them)."""
+def score(model: StyleIDModel, references: torch.Tensor | Sequence[torch.Tensor], images: torch.Tensor,
+          threshold: float) -> Scores:
+    """Cosine similarity of every image to every reference photo (a batch, or a list of [1,3,H,W] photos of any
+    sizes; embeddings as `styleid verify` computes them)."""
     if not math.isfinite(threshold):
         raise StyleIDError(f"threshold must be a finite number, got {threshold}")
     ref, ref_found = model.embed(references, "reference")

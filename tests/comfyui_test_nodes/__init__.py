@@ -41,4 +41,52 @@ class StyleIDTestRank3Image:
         return (torch.rand(32, 32, 3),)
 
 
-NODE_CLASS_MAPPINGS = {"StyleIDTestTinyModels": StyleIDTestTinyModels, "StyleIDTestRank3Image": StyleIDTestRank3Image}
+class StyleIDTestPackageFile:
+    """Reports which styleid_guidance ComfyUI's Python imported (the installed package's `__file__`)."""
+
+    CATEGORY = "StyleID/testing"
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+    FUNCTION = "report"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    def report(self):
+        import styleid_guidance
+
+        return {"ui": {"file": [styleid_guidance.__file__]}}
+
+
+class StyleIDTestSaveExact:
+    """Saves an IMAGE's pixels losslessly as PNGs in the output folder: rounded, where SaveImage truncates
+    255 * x and so can turn a decoded 8-bit value k into k - 1."""
+
+    CATEGORY = "StyleID/testing"
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+    FUNCTION = "save"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE",), "filename_prefix": ("STRING", {"default": "exact"})}}
+
+    def save(self, images, filename_prefix):
+        import folder_paths
+        import numpy as np
+        from PIL import Image
+
+        out = Path(folder_paths.get_output_directory())
+        out.mkdir(parents=True, exist_ok=True)
+        names = []
+        for i, image in enumerate(images):
+            name = f"{filename_prefix}_{i}.png"
+            pixels = np.clip(np.rint(image.cpu().numpy() * 255.0), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(out / name)
+            names.append(name)
+        return {"ui": {"files": names}}
+
+
+NODE_CLASS_MAPPINGS = {"StyleIDTestSaveExact": StyleIDTestSaveExact, "StyleIDTestTinyModels": StyleIDTestTinyModels, "StyleIDTestRank3Image": StyleIDTestRank3Image,
+                       "StyleIDTestPackageFile": StyleIDTestPackageFile}
