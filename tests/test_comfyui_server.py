@@ -19,6 +19,20 @@ ROOT = comfyui_root()
 pytestmark = requires_comfyui()
 FACES = REPO / "examples" / "faces"
 FILES = ["astronaut.jpg", "astronaut_painted.jpg", "astronaut_sketch.jpg"]
+CLIP = "portrait_clip.mp4"
+GREY_FRAMES = (2, 5)  # frames without a face
+
+
+def write_clip(path: Path) -> Path:
+    """An 8-frame clip of the astronaut photo moving, with two plain grey frames (no face to find)."""
+    import numpy as np
+    from PIL import Image
+    from video_support import moving_frames, write_video
+
+    frames = moving_frames(Image.open(FACES / FILES[0]), 8, size=128)
+    for i in GREY_FRAMES:
+        frames[i] = np.full_like(frames[i], 128)
+    return write_video(path, frames, codec="mpeg4", fps=8)
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +42,7 @@ def server(tmp_path_factory):
     try:
         for name in FILES:
             shutil.copy(FACES / name, srv.copy / "input" / name)
+        write_clip(srv.copy / "input" / CLIP)
         srv.wait_ready()
         yield srv
     finally:
@@ -147,6 +162,27 @@ def test_more_references_take_photos_of_any_size(server):
         # the extra photo, as if it were the only one (the table has 6 decimals)
         assert row_both[1] == pytest.approx(row_alone[0], abs=2e-6)
         assert row_both[2] == pytest.approx((row_both[0] + row_both[1]) / 2, abs=2e-6)
+
+
+def test_a_clip_from_load_video_gets_a_summary_and_a_curve(server):
+    """LoadVideo → GetVideoComponents → StyleIDSimilarity(batch_is = video frames): per-frame scores, the per-clip
+    summary (mean / min / no-face frames) and the curve shown on the node; the grey frames are counted, not dropped."""
+    graph = {"1": load(FILES[0]), "2": loader(),
+             "3": {"class_type": "LoadVideo", "inputs": {"file": CLIP}},
+             "4": {"class_type": "GetVideoComponents", "inputs": {"video": ["3", 0]}},
+             "5": {"class_type": "StyleIDSimilarity", "inputs": {"styleid_model": ["2", 0], "reference": ["1", 0], "images": ["4", 0],
+                                                                 "threshold": 0.4, "batch_is": "video frames", "fps": ["4", 2]}}}
+    result = server.run(graph)
+    assert result["status"]["status_str"] == "success", result["status"]
+    ui = result["outputs"]["5"]
+    (clip,) = ui["clip"]
+    sims = ui["similarity"]
+    assert clip["frames"] == len(sims) == 8
+    assert clip["mean"] == pytest.approx(sum(sims) / 8, abs=1e-9) and clip["min"] == pytest.approx(min(sims), abs=1e-12)
+    assert clip["no_face_frames"] == [i for i, ok in enumerate(ui["face_found"]) if not ok]
+    assert set(GREY_FRAMES) <= set(clip["no_face_frames"])
+    (curve,) = ui["images"]
+    assert curve["type"] == "temp" and (server.copy / "temp" / curve["subfolder"] / curve["filename"]).is_file()
 
 
 def test_gate_passing_nothing_does_not_abort_and_an_empty_reference_is_one_sentence(server):

@@ -4,17 +4,18 @@ from __future__ import annotations
 import json
 
 import torch
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 # The one name from outside comfy_api.latest: the public NodeOutput(block_execution=...) blocks every output of a
 # node, and always with an error message, while the gate must silently block only `accepted` (and `rejected`) and
 # keep its scores flowing. ExecutionBlocker has been in comfy_execution since 2024 and is in both tested versions.
 from comfy_execution.graph_utils import ExecutionBlocker
 
+from styleid_guidance.errors import StyleIDError
 from styleid_guidance.options import DEFAULT_THRESHOLD
 
 from . import models
 from .images import bchw_to_image, check_finite, empty_image, image_to_bchw, reference_photos
-from .scoring import GATE_MODES, annotate, gate, score
+from .scoring import GATE_MODES, annotate, clip_summary, curve_image, gate, score
 
 CATEGORY = "StyleID"
 StyleIDModelType = io.Custom("STYLEID_MODEL")
@@ -23,6 +24,8 @@ StyleIDModelType = io.Custom("STYLEID_MODEL")
 # the workflow runs; "empty_batch" passes a [0,H,W,3] IMAGE for nodes that handle one
 ON_EMPTY = ("skip_downstream", "empty_batch")
 MAX_MORE_REFERENCES = 8
+# what the `images` batch is: separate pictures, or the frames of one clip (LoadVideo → GetVideoComponents)
+BATCH_KINDS = ("images", "video frames")
 
 
 def more_references_input() -> list[io.Input]:
@@ -80,13 +83,19 @@ class StyleIDSimilarity(io.ComfyNode):
             category=CATEGORY,
             description="Cosine similarity of each image to the reference photo(s) of one person, verdicts at a "
                         "threshold, a likeness percentage where the model has a calibration, an N×R CSV table and an "
-                        "annotated preview. An image without a face is scored on its centre crop and flagged.",
+                        "annotated preview. An image without a face is scored on its centre crop and flagged. With "
+                        "batch_is = video frames the batch is one clip: a per-clip summary (mean / min / no-face "
+                        "frames) and the similarity curve are shown.",
             is_output_node=True,
             inputs=[
                 StyleIDModelType.Input("styleid_model"),
                 io.Image.Input("reference", tooltip="one or several photos of the person"),
                 io.Image.Input("images"),
                 io.Float.Input("threshold", default=DEFAULT_THRESHOLD, min=-1.0, max=1.0, step=0.01),
+                io.Combo.Input("batch_is", options=list(BATCH_KINDS), default="images", optional=True,
+                               tooltip="video frames: the batch is one clip (GetVideoComponents' images)"),
+                io.Float.Input("fps", default=0.0, min=0.0, max=1000.0, optional=True,
+                               tooltip="the clip's frame rate (GetVideoComponents' fps) for a time axis; 0 = frames"),
                 *more_references_input(),
             ],
             outputs=[
@@ -101,15 +110,23 @@ class StyleIDSimilarity(io.ComfyNode):
 
     @classmethod
     def execute(cls, styleid_model: models.StyleIDModel, reference: torch.Tensor, images: torch.Tensor,
-                threshold: float, more_references: dict | None = None) -> io.NodeOutput:
+                threshold: float, batch_is: str = "images", fps: float = 0.0,
+                more_references: dict | None = None) -> io.NodeOutput:
         threshold = check_finite(threshold, "threshold")
+        if batch_is not in BATCH_KINDS:
+            raise StyleIDError(f"batch_is must be one of {', '.join(BATCH_KINDS)}, got {batch_is!r}")
+        fps = check_finite(fps, "fps")
         refs = reference_photos(reference, more_references)
         x = image_to_bchw(images, "images")
         s = score(styleid_model, refs, x, threshold)
         likeness = [-1.0 if v is None else v for v in s.likeness]
-        ui = {"similarity": s.similarity, "same": s.same, "likeness_percent": likeness, "face_found": s.face_found,
-              "reference_face_found": s.reference_face_found, "table": [s.csv()]}
-        return io.NodeOutput(s.similarity, s.same, likeness, s.csv(), bchw_to_image(annotate(x, s)), ui=ui)
+        shown = {"similarity": s.similarity, "same": s.same, "likeness_percent": likeness, "face_found": s.face_found,
+                 "reference_face_found": s.reference_face_found, "table": [s.csv()]}
+        if batch_is == "video frames":
+            shown["clip"] = [clip_summary(s)]
+            curve = bchw_to_image(curve_image(s, fps if fps > 0 else None))
+            shown |= ui.PreviewImage(curve, cls=cls).as_dict()  # the curve, shown on the node
+        return io.NodeOutput(s.similarity, s.same, likeness, s.csv(), bchw_to_image(annotate(x, s)), ui=shown)
 
 
 class StyleIDLikenessGate(io.ComfyNode):
@@ -158,6 +175,6 @@ class StyleIDLikenessGate(io.ComfyNode):
                 return bchw_to_image(x[idx])
             return empty_image(h, w) if on_empty == "empty_batch" else ExecutionBlocker(None)
 
-        ui = {"indices": result.accepted, "scores": result.scores, "rejected": result.rejected}
+        shown = {"indices": result.accepted, "scores": result.scores, "rejected": result.rejected}
         return io.NodeOutput(pick(result.accepted), pick(result.rejected), json.dumps(result.scores),
-                             json.dumps(result.accepted), len(result.accepted), ui=ui)
+                             json.dumps(result.accepted), len(result.accepted), ui=shown)

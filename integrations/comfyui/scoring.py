@@ -60,6 +60,42 @@ def score(model: StyleIDModel, references: torch.Tensor | Sequence[torch.Tensor]
     return Scores(table, sims, [s >= threshold for s in sims], [model.likeness(s) for s in sims], found, ref_found, threshold)
 
 
+def clip_summary(scores: Scores) -> dict[str, object]:
+    """The batch read as the frames of one clip (LoadVideo → GetVideoComponents): frames, mean / min / std of the
+    per-frame similarity, and the frames without a detectable face (scored on their centre crop, never dropped)."""
+    sims = torch.tensor(scores.similarity, dtype=torch.float64)
+    return {"frames": len(scores.similarity), "mean": float(sims.mean()), "min": float(sims.min()),
+            "std": float(sims.std(unbiased=False)), "no_face_frames": [i for i, ok in enumerate(scores.face_found) if not ok]}
+
+
+def curve_image(scores: Scores, fps: float | None = None) -> torch.Tensor:
+    """The similarity over the clip as a [1,3,H,W] picture: one point per frame, no-face frames marked ✕, the
+    threshold dashed; the x axis in seconds when the frame rate is known, else in frames."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    x = np.arange(len(scores.similarity), dtype=float)
+    if fps:
+        x = x / fps
+    sim = np.asarray(scores.similarity, float)
+    no_face = ~np.asarray(scores.face_found, bool)
+    fig = Figure(figsize=(6.4, 3.0), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(x, sim, marker=".", label=f"StyleID (mean {sim.mean():.3f}, min {sim.min():.3f})")
+    ax.plot(x[no_face], sim[no_face], "x", color="tab:red", markersize=8, label="no face found (centre crop)")
+    ax.axhline(scores.threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {scores.threshold:g}")
+    ax.set_xlabel("time (s)" if fps else "frame")
+    ax.set_ylabel("similarity to the reference")
+    ax.set_ylim(min(-0.05, float(sim.min()) - 0.05), 1.05)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    return torch.from_numpy(rgba[..., :3].copy()).permute(2, 0, 1)[None].float() / 255.0
+
+
 def annotate(images: torch.Tensor, scores: Scores) -> torch.Tensor:
     """The images with their score written on them: a green frame for "same", red for "different", and
     "no face" where the centre crop was scored."""
