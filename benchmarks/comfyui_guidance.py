@@ -31,6 +31,7 @@ from guidance_overhead import build_identity_loss  # noqa: E402
 
 from styleid_guidance.devices import cpu_name  # noqa: E402
 from styleid_guidance.errors import StyleIDError, run_cli  # noqa: E402
+from styleid_guidance.options import PRECISIONS  # noqa: E402
 
 # SD1.5's UNet as ComfyUI's model detection reads it from a v1-5 checkpoint
 SD15_UNET = {"image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 320, "num_res_blocks": [2, 2, 2, 2],
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--scale", type=float, default=0.05)
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="the guidance's (decode + identity model); the UNet runs fp32 in every run")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)

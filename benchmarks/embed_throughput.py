@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--num-images", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=None, help="default: cuda when available (devices.resolve_device)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--emulated-images", type=int, default=4,
                         help="images the bf16 path times where bf16 is emulated (no native bf16 on this device)")
@@ -101,8 +101,9 @@ def main() -> None:
     from transformers import CLIPImageProcessor, CLIPModel
 
     from styleid_guidance import StyleIDEncoder
-    from styleid_guidance.devices import auto_precision, bf16_native, cpu_capabilities
+    from styleid_guidance.devices import auto_precision, bf16_native, cpu_capabilities, resolve_device
 
+    args.device = str(resolve_device(args.device))
     native = bf16_native(args.device)
     auto = auto_precision(args.device)
     cuda = args.device.startswith("cuda")

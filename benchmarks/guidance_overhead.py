@@ -12,6 +12,8 @@ every 5 ms, heap trimmed between runs), both including the loaded models, plus w
     python benchmarks/guidance_overhead.py --profile real --device cuda   # released weights (Hub ids / cache)
     python benchmarks/guidance_overhead.py --pipelines kontext --setups x0-tiny,x0-vae,xt-vae   # FLUX.1 Kontext, reduced
 
+Video pipelines (AnimateDiff, Wan 2.x: guided / unguided, and the per-step frame decode): benchmarks/video_guidance.py.
+
 Goals: x0 mode with the tiny decoder ≤ 1.2x the unguided time in this CPU benchmark and ≤ 1.3x at SD1.5 512 px
 on a GPU, at most half the overhead of x_t mode. Profiles: "full" = the real architectures with random weights
 (SD1.5 IP-Adapter FaceID-Plus, StyleID ViT-L/14 encoder, TAESD-sized tiny decoder; FLUX.1 Kontext with the real
@@ -30,7 +32,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import importlib
 import statistics
 import sys
 import threading
@@ -42,9 +43,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from styleid_guidance.devices import resolve_device  # noqa: E402
 from styleid_guidance.errors import StyleIDError, run_cli  # noqa: E402
+from styleid_guidance.options import OFFLINE_DETECTOR, PRECISIONS  # noqa: E402
+from styleid_guidance.pipelines import STYLIZERS, stylizer_names  # noqa: E402
 
-PIPELINES = ("ip_adapter", "instantid", "infiniteyou", "kontext")
 SETUPS = (("unguided", None, None), ("x0 + VAE", "x0", "vae"), ("x0 + tiny decoder", "x0", "tiny"),
           ("x_t + VAE", "xt", "vae"), ("x_t + tiny decoder", "xt", "tiny"))
 SETUP_KEYS = {"unguided": "unguided", "x0-vae": "x0 + VAE", "x0-tiny": "x0 + tiny decoder", "xt-vae": "x_t + VAE",
@@ -102,24 +105,16 @@ def _trim_heap() -> None:
 
 
 def build_stylizer(name: str, profile: str, device: torch.device, size: int | None = None):
-    if name == "ip_adapter":
-        from styleid_guidance.pipelines.ip_adapter import IPAdapterStylizer
-
-        if profile == "tiny":
-            return IPAdapterStylizer.tiny(device=str(device))
-        if profile == "real":
-            return IPAdapterStylizer.from_pretrained(device=device)
-        return random_ip_adapter_stylizer(device)
-    module = importlib.import_module(f"styleid_guidance.pipelines.{name}")
-    cls = getattr(module, {"instantid": "InstantIDStylizer", "infiniteyou": "InfiniteYouStylizer", "kontext": "KontextStylizer"}[name])
+    """Any registered image stylizer (`STYLIZERS`) with --profile tiny / real; --profile full has a random
+    full-size (or reduced) set-up for the stylizers in FULL_SIZE only."""
     if profile == "tiny":
-        return cls.tiny(device=str(device))
+        return STYLIZERS[name].load().tiny(device=str(device))
     if profile == "real":
-        return cls.from_pretrained(device=device)
-    if name == "kontext":
-        return reduced_kontext_stylizer(device, size)
-    raise StyleIDError(f"--profile full covers ip_adapter and kontext only ({name}: its full-size random model does not fit a CPU run); "
-                       "use --profile tiny or real")
+        return STYLIZERS[name].load().from_pretrained(device=str(device))
+    if name not in FULL_SIZE:
+        raise StyleIDError(f"--profile full covers {' and '.join(FULL_SIZE)} only ({name}: its full-size random model does "
+                           "not fit a CPU run); use --profile tiny or real")
+    return FULL_SIZE[name](device, size)
 
 
 def reduced_kontext_stylizer(device: torch.device, size: int):
@@ -135,11 +130,11 @@ def reduced_kontext_stylizer(device: torch.device, size: int):
     pipe.to(device, torch.float16 if device.type == "cuda" else torch.float32)
     pipe.set_progress_bar_config(disable=True)
     # 128 text tokens (Kontext's default is 512): the text stream is the same in every set-up
-    return KontextStylizer(pipe, TinyFaceEmbedder(detector="mtcnn"), size=size,
+    return KontextStylizer(pipe, TinyFaceEmbedder(detector=OFFLINE_DETECTOR), size=size,
                            call_defaults={"max_sequence_length": 128, "_auto_resize": False})
 
 
-def random_ip_adapter_stylizer(device: torch.device):
+def random_ip_adapter_stylizer(device: torch.device, size: int | None = None):
     """SD1.5 + IP-Adapter FaceID-Plus at full size with random weights; the CLIP image encoder keeps ViT-H's
     width (1280) but 2 layers, as it runs once per call, not per step."""
     from diffusers import StableDiffusionPipeline
@@ -161,7 +156,11 @@ def random_ip_adapter_stylizer(device: torch.device):
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     pipe.to(device, dtype)
     pipe.set_progress_bar_config(disable=True)
-    return IPAdapterStylizer(pipe, "faceid-plus", TinyFaceEmbedder(detector="mtcnn"), faceid_v2=True)
+    return IPAdapterStylizer(pipe, "faceid-plus", TinyFaceEmbedder(detector=OFFLINE_DETECTOR), faceid_v2=True)
+
+
+# --profile full: random weights in the real architectures, for the stylizers whose full size fits a CPU run
+FULL_SIZE = {"ip_adapter": random_ip_adapter_stylizer, "kontext": reduced_kontext_stylizer}
 
 
 def build_identity_loss(profile: str, face, device: torch.device, identity: str = "vit-l-14"):
@@ -253,7 +252,8 @@ def report(name: str, rows: list[tuple[str, float, tuple[int, int]]], device: to
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="guidance_overhead", description=__doc__.split("\n")[0])
-    parser.add_argument("--pipelines", nargs="+", default=["ip_adapter"], choices=PIPELINES)
+    parser.add_argument("--pipelines", nargs="+", default=["ip_adapter"],
+                        choices=stylizer_names("image"))
     parser.add_argument("--profile", choices=("full", "tiny", "real"), default="full")
     parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
     parser.add_argument("--size", type=int, default=None, help="image size in px (default: 512 on CUDA, 256 on CPU; tiny: its own)")
@@ -261,7 +261,7 @@ def main(argv=None) -> int:
     parser.add_argument("--level", type=int, default=4, help="strength level (sets CFG and adapter scale)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default: 3 on CUDA, 1 on CPU)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="the guidance's precision (decode + identity model); the pipeline's dtype is the same in every run")
     parser.add_argument("--identity", default="vit-l-14",
                         help="identity encoder: vit-l-14 (StyleID's shape), student (a distilled ViT-B/32-sized student's "
@@ -272,9 +272,7 @@ def main(argv=None) -> int:
         args.setups = ["unguided"] + [SETUP_KEYS[k.strip()] for k in args.setups.split(",") if k.strip() and k.strip() != "unguided"]
     except KeyError as err:
         raise StyleIDError(f"--setups: unknown {err}; choose from {', '.join(SETUP_KEYS)}") from None
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise StyleIDError("--device cuda: no CUDA device here; drop --device or use cpu")
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = device.type == "cuda"

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from styleid_guidance.options import PRECISIONS
+
 MODES = ("none", "arcface", "styleid", "styleid-student")
 
 
@@ -81,7 +83,7 @@ def worker(mode: str, size: int, iters: int, warmup: int, device: str, threads: 
     base_rss = _rss_mb()
     stamps: list[float] = []
     start = time.perf_counter()
-    config = FinetuneConfig(num_iter=warmup + iters, seed=0)
+    config = FinetuneConfig(max_steps=warmup + iters, seed=0)
     finetune(generator, discriminator, latents, targets, config, identity_loss=identity_loss,
              progress=lambda i, n, losses: stamps.append(time.perf_counter()), show_progress=False, precision=precision)
     times = [b - a for a, b in zip([start] + stamps[:-1], stamps)][warmup:]
@@ -108,13 +110,15 @@ def main() -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--modes", default=",".join(MODES))
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="the identity term's precision (default: auto = bf16 where native)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     import torch
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from styleid_guidance.devices import resolve_device
+
+    device = str(resolve_device(args.device))
     size = args.size or (1024 if device.startswith("cuda") else 256)
     if args.worker:
         print(json.dumps(worker(args.worker, size, args.iters, args.warmup, device, args.threads, args.precision)))

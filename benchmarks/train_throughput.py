@@ -110,9 +110,9 @@ def main() -> int:
     p.add_argument("--one", choices=CONFIGS, help=argparse.SUPPRESS)  # internal: run one config in this process
     args = p.parse_args()
     if args.device is None:
-        import torch
+        from styleid_guidance.devices import resolve_device
 
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+        args.device = resolve_device(None).type
     cuda = args.device == "cuda"
     args.backbone = args.backbone or ("ViT-L-14" if cuda else "ViT-B-32")
     args.ids_per_batch = args.ids_per_batch or (56 if cuda else 4)

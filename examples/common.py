@@ -16,7 +16,9 @@ import PIL.ImageDraw
 import PIL.ImageFont
 import torch
 
+from styleid_guidance.devices import resolve_device
 from styleid_guidance.errors import StyleIDError
+from styleid_guidance.options import detector_for
 from styleid_guidance.files.atomic import atomic_write
 from styleid_guidance.files.images import load_image
 
@@ -25,7 +27,7 @@ DEFAULT_FACE = FACES_DIR / "astronaut.jpg"
 CAPTION_HEIGHT = 34
 
 
-def add_guidance_args(parser: argparse.ArgumentParser) -> None:
+def add_guidance_args(parser: argparse.ArgumentParser, output_help: str = "where to save the annotated grid (.png)") -> None:
     """Flags every guided example shares: the same groups and names as the `styleid` command."""
     from styleid_guidance.cli import flags, values
     from styleid_guidance.pipelines.presets import STYLE_PROMPTS
@@ -34,7 +36,7 @@ def add_guidance_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style", default="pixar", help=f"one of {', '.join(STYLE_PROMPTS)}, or any prompt text")
     flags.add_levels(parser, default="4")
     flags.add_seed(parser)
-    flags.add_output(parser, "where to save the annotated grid (.png)", required=False, default="outputs/guided.png")
+    flags.add_output(parser, output_help, required=False, default="outputs/guided.png")
     flags.add_identity_guidance(parser)
     flags.add_model(parser)
     flags.add_arcface_model(parser)
@@ -55,7 +57,7 @@ def build_scorers(args: argparse.Namespace, reference: PIL.Image.Image) -> dict[
     """{"StyleID": loss, "ArcFace": loss}, each holding the reference. --tiny: random tiny stand-ins."""
     from styleid_guidance.identity_losses import build_identity_loss
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(args.device))
     if args.tiny:
         from styleid_guidance import StyleIDEncoder
         from styleid_guidance.baselines.arcface import build_arcface_backbone
@@ -64,7 +66,7 @@ def build_scorers(args: argparse.Namespace, reference: PIL.Image.Image) -> dict[
     else:
         styleid_model, arcface_model = args.model, args.arcface_model
     # --tiny runs offline: MTCNN ships its weights, RetinaFace downloads them
-    faces = dict(crop=args.crop, detector=args.detector or ("mtcnn" if args.tiny else "retinaface"), model_rootpath=args.model_rootpath)
+    faces = dict(crop=args.crop, detector=detector_for(args.detector, tiny=args.tiny), model_rootpath=args.model_rootpath)
     return {
         "StyleID": build_identity_loss("styleid", reference, model=styleid_model, device=device, **faces),
         "ArcFace": build_identity_loss("arcface", reference, model=arcface_model, device=device, **faces),
@@ -158,6 +160,6 @@ def run_guided_example(args: argparse.Namespace, name: str | Callable[[Any], str
     label = name(stylizer) if callable(name) else name
     grid = guided_comparison(stylize, face, prompt, args.levels, guidance, scorers, args.seed,
                              title=f"{label}: {prompt!r}, seed {args.seed}, guidance {args.id_mode} scale "
-                                   f"{guidance.config.scale}")
+                                   f"{guidance.scale_for(getattr(stylizer, 'pipe', None))}")
     print(f"saved {save_png(grid, args.output)}")
     return 0

@@ -20,16 +20,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from examples.common import add_guidance_args, run_guided_example  # noqa: E402
 from styleid_guidance.errors import run_cli  # noqa: E402
 from styleid_guidance.files.images import load_image  # noqa: E402
-from styleid_guidance.pipelines.presets import infiniteyou_preset  # noqa: E402
+from styleid_guidance.pipelines import STYLIZERS  # noqa: E402
+
+ENTRY = STYLIZERS["infiniteyou"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="infiniteyou_guided", description=__doc__.split("\n")[0])
     add_guidance_args(parser)
     parser.set_defaults(output="outputs/infiniteyou_guided.png")
-    parser.add_argument("--base-model", default="black-forest-labs/FLUX.1-dev", help="FLUX.1-dev: Hub id or folder")
-    parser.add_argument("--infiniteyou", default="ByteDance/InfiniteYou", help="Hub id or folder (repo root or the model-version folder)")
-    parser.add_argument("--model-version", default="aes_stage2", choices=("aes_stage2", "sim_stage1"))
+    parser.add_argument("--base-model", default=ENTRY.models["base_model"], help="FLUX.1-dev: Hub id or folder")
+    parser.add_argument("--infiniteyou", default=ENTRY.models["infiniteyou"], help="Hub id or folder (repo root or the model-version folder)")
+    parser.add_argument("--model-version", default=ENTRY.models["model_version"], choices=("aes_stage2", "sim_stage1"))
     parser.add_argument("--pose", default=None, help="photo whose face keypoints set the pose (default: none, identity only)")
     parser.add_argument("--cpu-offload", action="store_true", help="diffusers model CPU offload (~30 GB peak instead of ~43)")
     parser.add_argument("--quantize-8bit", action="store_true", help="int8 weights via optimum-quanto (~24 GB; ~16 with --cpu-offload)")
@@ -41,16 +43,14 @@ def main(argv=None) -> int:
     pose = load_image(args.pose) if args.pose else None
 
     def build():
-        from styleid_guidance.pipelines.infiniteyou import InfiniteYouStylizer
-
         if args.tiny:
-            return InfiniteYouStylizer.tiny(device=args.device or "cpu")
-        return InfiniteYouStylizer.from_pretrained(
+            return ENTRY.load().tiny(device=args.device or "cpu")
+        return ENTRY.load().from_pretrained(
             args.base_model, infiniteyou=args.infiniteyou, model_version=args.model_version, arcface=args.arcface_model,
             detector=args.detector, model_rootpath=args.model_rootpath, device=args.device, cpu_offload=args.cpu_offload,
             quantize_8bit=args.quantize_8bit)
 
-    return run_guided_example(args, "InfiniteYou", infiniteyou_preset, build, **({"pose_image": pose} if pose else {}))
+    return run_guided_example(args, ENTRY.label, ENTRY.preset, build, **({"pose_image": pose} if pose else {}))
 
 
 if __name__ == "__main__":

@@ -18,16 +18,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from examples.common import add_guidance_args, run_guided_example  # noqa: E402
 from styleid_guidance.errors import run_cli  # noqa: E402
-from styleid_guidance.pipelines.presets import instantid_preset  # noqa: E402
+from styleid_guidance.pipelines import STYLIZERS  # noqa: E402
+
+ENTRY = STYLIZERS["instantid"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="instantid_guided", description=__doc__.split("\n")[0])
     add_guidance_args(parser)
     parser.set_defaults(output="outputs/instantid_guided.png")
-    parser.add_argument("--base-model", default="wangqixun/YamerMIX_v8", help="SDXL checkpoint: Hub id or folder")
-    parser.add_argument("--instantid", default="InstantX/InstantID", help="folder or Hub id with ControlNetModel/ + ip-adapter.bin")
-    parser.add_argument("--face-model", default="antelopev2", help="insightface pack name, folder or .onnx file")
+    parser.add_argument("--base-model", default=ENTRY.models["base_model"], help="SDXL checkpoint: Hub id or folder")
+    parser.add_argument("--instantid", default=ENTRY.models["instantid"], help="folder or Hub id with ControlNetModel/ + ip-adapter.bin")
+    parser.add_argument("--face-model", default=ENTRY.models["face_model"], help="insightface pack name, folder or .onnx file")
     parser.add_argument("--face-root", default=None, help="insightface root (default ~/.insightface)")
     return parser
 
@@ -36,14 +38,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def build():
-        from styleid_guidance.pipelines.instantid import InstantIDStylizer
-
         if args.tiny:
-            return InstantIDStylizer.tiny(device=args.device or "cpu")
-        return InstantIDStylizer.from_pretrained(args.base_model, instantid=args.instantid, face_model=args.face_model,
+            return ENTRY.load().tiny(device=args.device or "cpu")
+        return ENTRY.load().from_pretrained(args.base_model, instantid=args.instantid, face_model=args.face_model,
                                                  face_model_root=args.face_root, detector=args.detector, device=args.device)
 
-    return run_guided_example(args, "InstantID", instantid_preset, build)
+    return run_guided_example(args, ENTRY.label, ENTRY.preset, build)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--e4e-ckpt", "--e4e_ckpt", dest="e4e_ckpt", default=DEFAULT_E4E, metavar="PATH",
                    help="e4e encoder checkpoint (default: %(default)s)")
     d = FinetuneConfig()
-    p.add_argument("--max-steps", "--num-iter", "--num_iter", dest="max_steps", type=int, default=d.num_iter,
+    p.add_argument("--max-steps", "--num-iter", "--num_iter", dest="max_steps", type=int, default=d.max_steps,
                    help=f"fine-tuning iterations per generator (default: %(default)s; at most {TINY_MAX_STEPS} with --tiny)")
     p.add_argument("--id-weight", "--id_weight", dest="id_weight", type=values.finite_float, default=d.id_weight,
                    help="weight of the identity term (default: %(default)s)")

@@ -19,14 +19,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from examples.common import add_guidance_args, run_guided_example  # noqa: E402
 from styleid_guidance.errors import run_cli  # noqa: E402
-from styleid_guidance.pipelines.presets import kontext_preset  # noqa: E402
+from styleid_guidance.pipelines import STYLIZERS  # noqa: E402
+
+ENTRY = STYLIZERS["kontext"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kontext_guided", description=__doc__.split("\n")[0])
     add_guidance_args(parser)
     parser.set_defaults(output="outputs/kontext_guided.png")
-    parser.add_argument("--base-model", default="black-forest-labs/FLUX.1-Kontext-dev", help="FLUX.1 Kontext [dev]: Hub id or folder")
+    parser.add_argument("--base-model", default=ENTRY.models["base_model"], help="FLUX.1 Kontext [dev]: Hub id or folder")
     parser.add_argument("--cpu-offload", action="store_true", help="diffusers model CPU offload (one model on the GPU at a time)")
     parser.add_argument("--quantize-8bit", action="store_true", help="int8 transformer and T5 weights via optimum-quanto")
     return parser
@@ -36,14 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def build():
-        from styleid_guidance.pipelines.kontext import KontextStylizer
-
         if args.tiny:
-            return KontextStylizer.tiny(device=args.device or "cpu")
-        return KontextStylizer.from_pretrained(args.base_model, detector=args.detector, model_rootpath=args.model_rootpath,
+            return ENTRY.load().tiny(device=args.device or "cpu")
+        return ENTRY.load().from_pretrained(args.base_model, detector=args.detector, model_rootpath=args.model_rootpath,
                                                device=args.device, cpu_offload=args.cpu_offload, quantize_8bit=args.quantize_8bit)
 
-    return run_guided_example(args, "FLUX.1 Kontext", kontext_preset, build)
+    return run_guided_example(args, ENTRY.label, ENTRY.preset, build)
 
 
 if __name__ == "__main__":

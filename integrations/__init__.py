@@ -4,7 +4,8 @@
 
 Modules, by concern: `callback` (IdentityGuidanceCallback), `composition` (prepare_guidance_kwargs),
 `x0_estimate` (exact x0 recovery and the x0 → latents map per scheduler), `latents` (FLUX unpacking and the
-differentiable decode), `hooks` (what `attach` installs on a pipeline), `reference_tokens` (FLUX.1 Kontext's
+differentiable decode), `video` (which latent frames of a clip a step decodes, and how), `defaults` (the default
+step size per pipeline family), `hooks` (what `attach` installs on a pipeline), `reference_tokens` (FLUX.1 Kontext's
 reference-image tokens, kept out of the guidance). The names below are imported on first
 use, so `import styleid_guidance.integrations` does not load diffusers.
 """
@@ -16,6 +17,7 @@ from styleid_guidance.lazy import lazy_exports
 
 _EXPORTS = {
     "IdentityGuidanceCallback": "callback",
+    "DEFAULT_SCALES": "defaults",
     "prepare_guidance_kwargs": "composition",
     "SUPPORTED_SCHEDULERS": "x0_estimate",
     "check_scheduler": "x0_estimate",
@@ -33,6 +35,7 @@ __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from .callback import IdentityGuidanceCallback
+    from .defaults import DEFAULT_SCALES
     from .composition import prepare_guidance_kwargs
     from .latents import decode_latents, unpack_flux_latents
     from .x0_estimate import SUPPORTED_SCHEDULERS, check_scheduler, recover_x0, x0_from_xt

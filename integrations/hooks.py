@@ -33,6 +33,19 @@ def expose_noise_pred(pipe: Any) -> None:
         pipe._callback_tensor_inputs = [*inputs, "noise_pred"]
 
 
+def expose_first_frame_pin(pipe: Any) -> list[str]:
+    """Wan 2.2 TI2V (`WanImageToVideoPipeline` with `expand_timesteps`) overwrites the first latent frame with the
+    photo's latents (`condition`, where `first_frame_mask` is 0) at every step and at the end: guidance must decode
+    what the pipeline will, and never spend a step on that frame. Allows those two loop locals in step-end
+    callbacks (idempotent) and returns their names; [] for every other pipeline."""
+    if type(pipe).__name__ != "WanImageToVideoPipeline" or not getattr(getattr(pipe, "config", None), "expand_timesteps", False):
+        return []
+    names = ["condition", "first_frame_mask"]
+    inputs = list(getattr(pipe, "_callback_tensor_inputs", []))
+    pipe._callback_tensor_inputs = [*inputs, *(n for n in names if n not in inputs)]
+    return names
+
+
 def record_denoiser_inputs(pipe: Any) -> dict[str, Any]:
     """Install (once per denoiser) a forward pre-hook that remembers the denoiser's latest call arguments.
 

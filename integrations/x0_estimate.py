@@ -26,12 +26,13 @@ _SUPPORTED = (DDIMScheduler, EulerDiscreteScheduler, DPMSolverMultistepScheduler
 def check_scheduler(scheduler: Any) -> None:
     """Raise a StyleIDError unless x0 can be recovered exactly from this scheduler's steps."""
     name = type(scheduler).__name__
+    cfg = getattr(scheduler, "config", None)
     if not isinstance(scheduler, _SUPPORTED):
-        raise StyleIDError(
-            f"identity guidance does not support {name}: use one of {', '.join(SUPPORTED_SCHEDULERS)} "
-            f"(e.g. pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config))"
-        )
-    cfg = scheduler.config
+        if getattr(cfg, "prediction_type", None) == "flow_prediction":  # Wan's UniPC: its corrector redoes each step
+            swap = f"pipe.scheduler = FlowMatchEulerDiscreteScheduler(shift={getattr(cfg, 'flow_shift', 1.0)})"
+        else:
+            swap = "pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)"
+        raise StyleIDError(f"identity guidance does not support {name}: use one of {', '.join(SUPPORTED_SCHEDULERS)} (e.g. {swap})")
     if isinstance(scheduler, FlowMatchEulerDiscreteScheduler):
         if getattr(cfg, "stochastic_sampling", False):
             raise StyleIDError("identity guidance needs FlowMatchEulerDiscreteScheduler with stochastic_sampling=False")

@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from styleid_guidance.errors import NoFaceError, StyleIDError
+from styleid_guidance.errors import Arg, NoFaceError, StyleIDError
 from styleid_guidance.faces.detection import ARCFACE_TEMPLATE, FaceRegion, largest_face
 from styleid_guidance.files.images import ImageInput, load_image
+from styleid_guidance.options import DEFAULT_DETECTOR
 
 
 def ffhq_quad(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
@@ -89,7 +90,7 @@ def warp_quad(img: Image.Image, quad: np.ndarray, qsize: float, output_size: int
     return img.transform((output_size, output_size), Image.QUAD, (quad + 0.5).flatten().tolist(), Image.BILINEAR)
 
 
-def align_face(image: ImageInput, output_size: int = 1024, detector: str = "retinaface", model_rootpath: str | None = None,
+def align_face(image: ImageInput, output_size: int = 1024, detector: str = DEFAULT_DETECTOR, model_rootpath: str | None = None,
                landmarks: np.ndarray | None = None, name: str | None = None) -> Image.Image:
     """FFHQ-aligned square crop of the largest face. Raises NoFaceError when none is found."""
     img = load_image(image)
@@ -97,10 +98,10 @@ def align_face(image: ImageInput, output_size: int = 1024, detector: str = "reti
         label = name or (str(image) if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__") else "image")
         try:
             landmarks = largest_face(img, detector, model_rootpath, label).landmarks
-        except NoFaceError:
-            fix = "use a clearer frontal face, another {}, or {} to use the image centre-cropped as is"
-            raise NoFaceError(f"{label}: no face found; " + fix.format("detector", "align=False"),
-                              cli=f"{label}: no face found; " + fix.format("--detector", "--no-align")) from None
+        except NoFaceError as err:
+            raise NoFaceError("{label}: no face found; use a clearer frontal face, another {detector}, or {align} to use "
+                              "the image centre-cropped as is", label=label, detector=Arg("detector"),
+                              align=Arg("align", False, flag="--no-align")) from err
     quad, qsize = ffhq_quad(landmarks)
     return warp_quad(img, quad, qsize, output_size)
 

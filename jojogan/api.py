@@ -17,7 +17,9 @@ from PIL import Image
 from torch import Tensor, nn
 
 from styleid_guidance.errors import StyleIDError
+from styleid_guidance.devices import resolve_device
 from styleid_guidance.files.images import ImageInput, to_pil, to_tensor
+from styleid_guidance.options import DEFAULT_DETECTOR, OFFLINE_DETECTOR
 
 from . import checkpoints
 from .align import align_face, center_crop, ffhq_face_region
@@ -25,10 +27,6 @@ from .e4e import E4EInverter, Encoder4Editing
 from .stylegan2 import Discriminator, Generator
 from .config import ID_LOSSES
 from .finetune import FinetuneConfig, Progress, finetune
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _tiny_styleid_encoder() -> nn.Module:
@@ -45,9 +43,9 @@ def _random_arcface() -> nn.Module:
 
 class JoJoGAN:
     def __init__(self, generator: Generator, discriminator: Discriminator | None, inverter: E4EInverter, *,
-                 device: str | torch.device | None = None, detector: str = "retinaface", model_rootpath: str | None = None,
+                 device: str | torch.device | None = None, detector: str = DEFAULT_DETECTOR, model_rootpath: str | None = None,
                  identity_models: Mapping[str, Any] | None = None):
-        self.device = torch.device(device) if device is not None else _default_device()
+        self.device = resolve_device(device)
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         # None is enough for stylizing; fine-tuning needs the pretrained discriminator
         self.discriminator = discriminator.to(self.device).eval().requires_grad_(False) if discriminator is not None else None
@@ -76,12 +74,12 @@ class JoJoGAN:
             encoder = Encoder4Editing(50, "ir_se", stylegan_size=size, style_dim=style_dim, width=8, input_size=64).eval()
             latent_avg = generator.mean_latent(1000)[0]
         tiny_models = {"styleid": _tiny_styleid_encoder, "arcface": _random_arcface}
-        return cls(generator, discriminator, E4EInverter(encoder, latent_avg), device=device, detector="mtcnn",
+        return cls(generator, discriminator, E4EInverter(encoder, latent_avg), device=device, detector=OFFLINE_DETECTOR,
                    identity_models=tiny_models)
 
     @classmethod
     def from_pretrained(cls, stylegan_ckpt: str | os.PathLike, e4e_ckpt: str | os.PathLike, size: int = 1024,
-                        device: str | torch.device | None = None, detector: str = "retinaface",
+                        device: str | torch.device | None = None, detector: str = DEFAULT_DETECTOR,
                         model_rootpath: str | None = None) -> "JoJoGAN":
         """Load `stylegan2-ffhq-config-f.pt` (g_ema + d) and `e4e_ffhq_encode.pt`."""
         generator, discriminator = checkpoints.load_stylegan(stylegan_ckpt, size=size)
@@ -134,7 +132,7 @@ class JoJoGAN:
         images = list(style_images) if isinstance(style_images, (list, tuple)) else [style_images]
         if not images:
             raise StyleIDError("style_images: give at least one style reference image")
-        config = FinetuneConfig(num_iter=num_iter, lr=lr, alpha=alpha, preserve_color=preserve_color, id_weight=id_weight, seed=seed)
+        config = FinetuneConfig(max_steps=num_iter, lr=lr, alpha=alpha, preserve_color=preserve_color, id_weight=id_weight, seed=seed)
         config.validate()
         aligned = [self.align(im, align) for im in images]
         targets = to_tensor(aligned, device=self.device) * 2 - 1

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..cli import flags, parsing, runtime, values
+from ..cli import config_options, flags, parsing, runtime, values
 from ..errors import StyleIDError
 from ..options import RELEASED_MODEL
 from .config import ID_LOSSES, FinetuneConfig
@@ -57,22 +57,15 @@ def register(sub: Any) -> None:
     t.add_argument("--size", type=_power_of_two, default=None,
                    help="generator resolution, a power of two from 16 to 4096 (default: 1024, the FFHQ checkpoint; 64 with --tiny)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing --output checkpoint (and its old sample grids)")
-    d = FinetuneConfig()
-    g = t.add_argument_group("identity term")
-    g.add_argument("--id-loss", "--id_loss", dest="id_loss", choices=ID_LOSSES, default="styleid",
-                   help="identity model of the identity term; none = upstream JoJoGAN (default: %(default)s)")
-    g.add_argument("--id-weight", "--id_weight", dest="id_weight", type=values.finite_float, default=d.id_weight,
-                   help="weight of the identity term (default: %(default)s)")
-    flags.add_model(g)
-    flags.add_arcface_model(g)
-    flags.add_precision(g, "auto")  # the identity term only; the generators stay fp32
+    identity = t.add_argument_group("identity term")
+    identity.add_argument("--id-loss", "--id_loss", dest="id_loss", choices=ID_LOSSES, default="styleid",
+                          help="identity model of the identity term; none = upstream JoJoGAN (default: %(default)s)")
+    flags.add_model(identity)
+    flags.add_arcface_model(identity)
+    flags.add_precision(identity, "auto")  # the identity term only; the generators stay fp32
     g = t.add_argument_group("fine-tuning")
-    g.add_argument("--max-steps", "--num-iter", "--num_iter", dest="max_steps", type=int, default=d.num_iter,
-                   help="fine-tuning iterations (default: %(default)s)")
-    g.add_argument("--lr", type=values.finite_float, default=d.lr, help="Adam learning rate (default: %(default)s)")
-    g.add_argument("--alpha", type=values.finite_float, default=d.alpha, help="style strength in [0, 1] (default: %(default)s)")
-    g.add_argument("--preserve-color", "--preserve_color", dest="preserve_color", action="store_true",
-                   help="swap only w+ layers 9, 11, 15-17, keeping the photo's colours")
+    # FinetuneConfig's fields, as train and distill derive theirs from their configs
+    config_options.add_dataclass_options(t, FinetuneConfig, groups={"identity": identity, "fine-tuning": g})
     g.add_argument("--sample-every", "--sample_every", dest="sample_every", type=int, default=50,
                    help="write a before/after grid every N iterations; 0 = off (default: %(default)s)")
     g.add_argument("--sample-dir", "--sample_dir", dest="sample_dir", default=None, metavar="DIR",
@@ -130,8 +123,7 @@ def _check_outputs(args: argparse.Namespace, output: Path, sample_dir: Path) -> 
 def run_train(args: argparse.Namespace) -> int:
     from .api import JoJoGAN
 
-    if args.max_steps < 1:
-        raise StyleIDError(f"--max-steps must be ≥ 1, got {args.max_steps}")
+    config = FinetuneConfig(**config_options.given_options(args, FinetuneConfig))  # --seed is a field too
     if args.latents is not None and len(args.latents) != len(args.style_images):
         raise StyleIDError(f"--latents: got {len(args.latents)} files for {len(args.style_images)} style images; give one per image")
     output = Path(args.output)
@@ -155,13 +147,13 @@ def run_train(args: argparse.Namespace) -> int:
     id_model = args.model if args.id_loss == "styleid" else args.arcface_model
     if args.tiny and args.model == RELEASED_MODEL:
         id_model = None  # --tiny: the tiny random identity models
-    generator = jj.finetune(args.style_images, identity_loss=args.id_loss, id_weight=args.id_weight, num_iter=args.max_steps,
-                            preserve_color=args.preserve_color, alpha=args.alpha, lr=args.lr, seed=args.seed,
+    generator = jj.finetune(args.style_images, identity_loss=args.id_loss, id_weight=config.id_weight, num_iter=config.max_steps,
+                            preserve_color=config.preserve_color, alpha=config.alpha, lr=config.lr, seed=config.seed,
                             align=not args.no_align, latents=latents, id_model=id_model,
                             sample_every=args.sample_every, sample_dir=str(sample_dir) if args.sample_every else None,
                             precision=args.precision, show_progress=not args.no_progress)
-    jj.save_style(generator, output, id_loss=args.id_loss, id_weight=args.id_weight, num_iter=args.max_steps,
-                  alpha=args.alpha, preserve_color=args.preserve_color, lr=args.lr, seed=args.seed,
+    jj.save_style(generator, output, id_loss=args.id_loss, id_weight=config.id_weight, num_iter=config.max_steps,
+                  alpha=config.alpha, preserve_color=config.preserve_color, lr=config.lr, seed=config.seed,
                   style_images=[str(s) for s in args.style_images])
     runtime.command_logger("jojogan train").info(f"wrote {output}" + (f" (samples in {sample_dir}/)" if args.sample_every else ""))
     return 0

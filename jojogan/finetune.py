@@ -146,7 +146,7 @@ def finetune(generator: Generator, discriminator: Discriminator, style_latents: 
     if sample_every and sample_dir is not None:
         save_grid(sample_grid(frozen, student, probes), Path(sample_dir) / "iter_0000.png")
 
-    bar = tqdm(range(config.num_iter), desc="JoJoGAN", disable=not show_progress, leave=False)
+    bar = tqdm(range(config.max_steps), desc="JoJoGAN", disable=not show_progress, leave=False)
     for i in bar:
         n = len(style_latents)
         with torch.no_grad():
@@ -161,7 +161,7 @@ def finetune(generator: Generator, discriminator: Discriminator, style_latents: 
         values = {k: float(v.detach()) for k, v in losses.items()}
         bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()})
         if progress is not None:
-            progress(i, config.num_iter, values)
-        if sample_every and sample_dir is not None and ((i + 1) % sample_every == 0 or i + 1 == config.num_iter):
+            progress(i, config.max_steps, values)
+        if sample_every and sample_dir is not None and ((i + 1) % sample_every == 0 or i + 1 == config.max_steps):
             save_grid(sample_grid(frozen, student, probes), Path(sample_dir) / f"iter_{i + 1:04d}.png")
     return student.eval().requires_grad_(False)

@@ -28,6 +28,7 @@ from torch import nn
 
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.faces.detection import ARCFACE_TEMPLATE, largest_face, similarity_transform
+from styleid_guidance.options import DEFAULT_DETECTOR, OFFLINE_DETECTOR, detector_for
 from styleid_guidance.files.images import ImageInput, load_image
 
 if TYPE_CHECKING:
@@ -70,9 +71,9 @@ class FaceEmbedder:
     embedding_dim = 512
     normalized = False
 
-    def __init__(self, detector: str | None = "retinaface", model_rootpath: str | None = None,
+    def __init__(self, detector: str | None = DEFAULT_DETECTOR, model_rootpath: str | None = None,
                  face_app: FaceApp | None = None, retry: bool = False):
-        self.detector = detector or "retinaface"
+        self.detector = detector_for(detector)
         self.model_rootpath = model_rootpath
         self.face_app = face_app
         self.retry = retry
@@ -82,7 +83,7 @@ class FaceEmbedder:
         raise NotImplementedError
 
     @classmethod
-    def tiny(cls, dim: int = 512, seed: int = 0, detector: str = "mtcnn", **kwargs: Any) -> "FaceEmbedder":
+    def tiny(cls, dim: int = 512, seed: int = 0, detector: str = OFFLINE_DETECTOR, **kwargs: Any) -> "FaceEmbedder":
         """A seeded random stand-in for the face models (offline, deterministic; see `styleid_guidance.tiny.face_embedder`)."""
         from styleid_guidance.tiny.face_embedder import TinyFaceEmbedder
 
@@ -237,10 +238,10 @@ def load_face_embedder(name: str = "antelopev2", *, root: str | None = None, det
     .onnx file). "arcface" (or a .pth) → facexlib IR-SE50 on antelopev2 detections (InfiniteYou) or `detector`.
     "tiny" → the seeded stand-in (MTCNN unless `detector`). `root`: the insightface root (`root/models/<pack>`)."""
     if name == "tiny":
-        return FaceEmbedder.tiny(detector=detector or "mtcnn", model_rootpath=model_rootpath)
+        return FaceEmbedder.tiny(detector=detector_for(detector, tiny=True), model_rootpath=model_rootpath)
     if name == "arcface" or str(name).endswith((".pth", ".pt")):
         return ArcFaceEmbedder.from_pretrained(None if name == "arcface" else name, model_rootpath=model_rootpath,
                                                device=device, detector=detector, insightface_root=root)
     if detector is None and not str(name).endswith(".onnx"):
         return InsightFaceEmbedder.from_pretrained(name, root, device=device)
-    return ONNXFaceEmbedder.from_pretrained(name, root=root, detector=detector or "retinaface", model_rootpath=model_rootpath)
+    return ONNXFaceEmbedder.from_pretrained(name, root=root, detector=detector_for(detector), model_rootpath=model_rootpath)

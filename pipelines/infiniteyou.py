@@ -26,12 +26,14 @@ import torch
 from diffusers import FluxControlNetModel, FluxControlNetPipeline
 from torch import nn
 
+from styleid_guidance.devices import resolve_device
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.files.images import ImageInput, load_image
 from styleid_guidance.integrations.composition import prepare_guidance_kwargs
+from styleid_guidance.options import OFFLINE_DETECTOR
 
 from .keypoints import draw_kps, resize_and_pad
-from .presets import infiniteyou_preset
+from .presets import DEFAULT_MODELS, infiniteyou_preset
 from .quantize import quantize_flux_8bit
 from .resampler import resampler_from_upstream
 from .adapter_files import load_or_explain, load_state_dict_file
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 
     from .face_embeddings import FaceEmbedder
 
+_MODELS = DEFAULT_MODELS["infiniteyou"]  # the paper's weights (what `generate` records)
 INSIGHTFACE_SUBFOLDER = "supports/insightface"  # where the InfiniteYou repo keeps antelopev2 (upstream's root)
 # Upstream defaults (test.py) when no strength level is given.
 DEFAULTS = {"infusenet_conditioning_scale": 1.0, "guidance_scale": 3.5, "num_inference_steps": 30, "height": 1152, "width": 864}
@@ -165,7 +168,7 @@ class InfiniteYouStylizer:
         self.pipe = pipe
         self.face_embedder = face_embedder
         self.size = size
-        self.call_defaults = call_defaults or {}
+        self.call_defaults = dict(call_defaults or {})
 
     @classmethod
     def tiny(cls, device: str | torch.device = "cpu") -> "InfiniteYouStylizer":
@@ -176,20 +179,20 @@ class InfiniteYouStylizer:
         pipe = InfiniteYouPipeline(**tiny_flux_controlnet_components())
         pipe.load_image_proj(tiny_infiniteyou_state_dict(pipe.controlnet.config.joint_attention_dim))
         pipe.set_progress_bar_config(disable=True)
-        return cls(pipe.to(device), TinyFaceEmbedder(detector="mtcnn"), size=32, call_defaults={"max_sequence_length": 64})
+        return cls(pipe.to(device), TinyFaceEmbedder(detector=OFFLINE_DETECTOR), size=32, call_defaults={"max_sequence_length": 64})
 
     @classmethod
     def from_pretrained(
         cls,
-        base_model: str = "black-forest-labs/FLUX.1-dev",
-        infiniteyou: str = "ByteDance/InfiniteYou",
-        model_version: str = "aes_stage2",
-        infu_flux_version: str = "v1.0",
+        base_model: str = _MODELS["base_model"],
+        infiniteyou: str = _MODELS["infiniteyou"],
+        model_version: str = _MODELS["model_version"],
+        infu_flux_version: str = _MODELS["infu_flux_version"],
         arcface: str | None = None,
         detector: str | None = None,
         model_rootpath: str | None = None,
         insightface_root: str | None = None,
-        device: str | None = None,
+        device: str | torch.device | None = None,
         torch_dtype: torch.dtype = torch.bfloat16,
         cpu_offload: bool = False,
         quantize_8bit: bool = False,
@@ -205,7 +208,7 @@ class InfiniteYouStylizer:
 
         from .face_embeddings import ArcFaceEmbedder
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(device)
         sub = f"infu_flux_{infu_flux_version}/{model_version}"
         if Path(infiniteyou).expanduser().is_dir():
             root = Path(infiniteyou).expanduser()
@@ -233,6 +236,10 @@ class InfiniteYouStylizer:
         else:
             pipe.to(device)
         return cls(pipe, face_embedder)
+
+    def call_settings(self, strength_level: int, face: ImageInput | None = None) -> dict[str, Any]:
+        """The level's preset, the output size (`size`²; it does not follow the photo), then `call_defaults`."""
+        return {**infiniteyou_preset(strength_level), "height": self.size, "width": self.size, **self.call_defaults}
 
     def __call__(self, face: ImageInput, prompt: str, strength_level: int = 4,
                  identity_guidance: IdentityGuidanceCallback | None = None, seed: int = 0, **overrides: Any) -> PIL.Image.Image:

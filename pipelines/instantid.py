@@ -25,12 +25,14 @@ from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import nn
 
+from styleid_guidance.devices import resolve_device
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.files.images import ImageInput, load_image
 from styleid_guidance.integrations.composition import prepare_guidance_kwargs
+from styleid_guidance.options import OFFLINE_DETECTOR
 
 from .keypoints import KPS_COLORS, draw_kps, kps_image
-from .presets import instantid_preset
+from .presets import DEFAULT_MODELS, instantid_preset
 from .resampler import resampler_from_upstream
 from .adapter_files import load_or_explain, load_state_dict_file
 
@@ -43,6 +45,7 @@ __all__ = ["KPS_COLORS", "NUM_ID_TOKENS", "IdentityNet", "InstantIDAttnProcessor
            "StableDiffusionXLInstantIDPipeline", "draw_kps", "kps_image", "resize_face_image"]
 
 NUM_ID_TOKENS = 16
+_MODELS = DEFAULT_MODELS["instantid"]  # the paper's weights (what `generate` records)
 # Upstream defaults (infer.py) when no strength level is given. The adapter scale is set when the adapter is
 # loaded (infer.py's set_ip_adapter_scale(0.8)) and afterwards only by set_ip_adapter_scale or a call that
 # passes ip_adapter_scale / strength_level.
@@ -270,11 +273,12 @@ class InstantIDStylizer:
     resized photo's size, as upstream generates); other sizes see the keypoints through a centre crop."""
 
     def __init__(self, pipe: StableDiffusionXLInstantIDPipeline, face_embedder: FaceEmbedder, size: int | None = 1024,
-                 upstream_resize: bool = True):
+                 upstream_resize: bool = True, call_defaults: dict | None = None):
         self.pipe = pipe
         self.face_embedder = face_embedder
         self.size = size
         self.upstream_resize = upstream_resize
+        self.call_defaults = dict(call_defaults or {})
 
     @classmethod
     def tiny(cls, device: str | torch.device = "cpu") -> "InstantIDStylizer":
@@ -286,17 +290,17 @@ class InstantIDStylizer:
         pipe.load_ip_adapter_instantid(tiny_instantid_state_dict(pipe.unet))
         pipe.set_progress_bar_config(disable=True)
         # no upstream resize: MTCNN on a 1280-px copy of every photo would dominate the tiny model's seconds
-        return cls(pipe.to(device), TinyFaceEmbedder(detector="mtcnn"), size=64, upstream_resize=False)
+        return cls(pipe.to(device), TinyFaceEmbedder(detector=OFFLINE_DETECTOR), size=64, upstream_resize=False)
 
     @classmethod
     def from_pretrained(
         cls,
-        base_model: str = "wangqixun/YamerMIX_v8",
-        instantid: str = "InstantX/InstantID",
-        face_model: str = "antelopev2",
+        base_model: str = _MODELS["base_model"],
+        instantid: str = _MODELS["instantid"],
+        face_model: str = _MODELS["face_model"],
         face_model_root: str | None = None,
         detector: str | None = None,
-        device: str | None = None,
+        device: str | torch.device | None = None,
         torch_dtype: torch.dtype | None = None,
     ) -> "InstantIDStylizer":
         """`base_model`: an SDXL checkpoint (the paper uses YamerMIX_v8); `instantid`: a folder (or Hub id) holding
@@ -307,8 +311,8 @@ class InstantIDStylizer:
 
         from .face_embeddings import load_face_embedder
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch_dtype or (torch.float16 if device.startswith("cuda") else torch.float32)
+        device = resolve_device(device)
+        dtype = torch_dtype or (torch.float16 if device.type == "cuda" else torch.float32)
         folder = resolve_model_dir(instantid, kind="InstantID", allow_patterns=("ControlNetModel/*", "ip-adapter.bin"))
         if not (folder / "ControlNetModel" / "config.json").is_file() or not (folder / "ip-adapter.bin").is_file():
             raise StyleIDError(f"{folder}: expected ControlNetModel/ and ip-adapter.bin inside (the InstantX/InstantID layout)")
@@ -320,12 +324,24 @@ class InstantIDStylizer:
         pipe.load_ip_adapter_instantid(folder / "ip-adapter.bin")
         return cls(pipe.to(device), face_embedder)
 
+    def _photo(self, face: ImageInput) -> PIL.Image.Image:
+        photo = load_image(face)
+        return resize_face_image(photo) if self.upstream_resize else photo
+
+    def call_settings(self, strength_level: int, face: ImageInput | None = None) -> dict[str, Any]:
+        """The level's preset, the output size (`size`², or with `size=None` the resized photo's, given `face`),
+        then `call_defaults`."""
+        size = {} if self.size is None else {"height": self.size, "width": self.size}
+        if self.size is None and face is not None:
+            width, height = self._photo(face).size
+            size = {"height": height, "width": width}
+        return {**instantid_preset(strength_level), **size, **self.call_defaults}
+
     def __call__(self, face: ImageInput, prompt: str, strength_level: int = 4,
                  identity_guidance: IdentityGuidanceCallback | None = None, seed: int = 0, **overrides: Any) -> PIL.Image.Image:
-        photo = load_image(face)
-        if self.upstream_resize:
-            photo = resize_face_image(photo)
+        photo = self._photo(face)
         info = self.face_embedder(photo, name="face image")
+        overrides = {**self.call_defaults, **overrides}
         default = photo.size if self.size is None else (self.size, self.size)
         width, height = overrides.pop("width", default[0]), overrides.pop("height", default[1])
         generator = torch.Generator("cpu").manual_seed(seed)

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any, Callable
 import PIL.Image
 import torch
 
+from styleid_guidance.devices import resolve_device
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.files.images import ImageInput, load_image
+from styleid_guidance.options import OFFLINE_DETECTOR
 
-from .presets import ip_adapter_preset
+from .presets import DEFAULT_MODELS, ip_adapter_preset
 from .adapter_files import load_state_dict_file
 
 if TYPE_CHECKING:
@@ -32,11 +34,13 @@ if TYPE_CHECKING:
 
     from .face_embeddings import FaceEmbedder
 
-DEFAULT_BASE = "SG161222/Realistic_Vision_V4.0_noVAE"
-DEFAULT_VAE = "stabilityai/sd-vae-ft-mse"
-DEFAULT_ADAPTER = "h94/IP-Adapter-FaceID"
-DEFAULT_WEIGHT = "ip-adapter-faceid-plusv2_sd15.bin"
-DEFAULT_IMAGE_ENCODER = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+_MODELS = DEFAULT_MODELS["ip_adapter"]  # the paper's weights (what `generate` records)
+DEFAULT_BASE = _MODELS["base_model"]
+DEFAULT_VAE = _MODELS["vae"]
+DEFAULT_ADAPTER = _MODELS["ip_adapter"]
+DEFAULT_WEIGHT = _MODELS["weight_name"]
+DEFAULT_IMAGE_ENCODER = _MODELS["image_encoder"]
+DEFAULT_FACE_MODEL = _MODELS["face_model"]
 FACE_CROP_SIZE = 224  # upstream FaceID-Plus feeds CLIP the insightface-aligned 224-px crop
 
 
@@ -115,7 +119,7 @@ class IPAdapterStylizer:
     """
 
     def __init__(self, pipe: Any, variant: str, face_embedder: FaceEmbedder | None = None, faceid_v2: bool = False,
-                 defaults: dict | None = None):
+                 call_defaults: dict | None = None):
         if variant.startswith("faceid") and face_embedder is None:
             raise StyleIDError(f"IP-Adapter {variant} needs a face embedder (insightface buffalo_l / antelopev2)")
         if variant != "faceid" and getattr(pipe, "image_encoder", None) is None:
@@ -125,7 +129,7 @@ class IPAdapterStylizer:
         self.variant = variant
         self.face_embedder = face_embedder
         self.faceid_v2 = faceid_v2
-        self.defaults = dict(defaults or {})
+        self.call_defaults = dict(call_defaults or {})
 
     @property
     def device(self) -> torch.device:
@@ -147,8 +151,8 @@ class IPAdapterStylizer:
             encoder, processor = tiny_clip_image_encoder()
             pipe.register_modules(image_encoder=encoder, feature_extractor=processor)
         pipe.set_progress_bar_config(disable=True)
-        face = TinyFaceEmbedder(detector="mtcnn") if variant.startswith("faceid") else None
-        return cls(pipe.to(device), variant, face, defaults={"height": 64, "width": 64, "num_inference_steps": 10})
+        face = TinyFaceEmbedder(detector=OFFLINE_DETECTOR) if variant.startswith("faceid") else None
+        return cls(pipe.to(device), variant, face, call_defaults={"height": 64, "width": 64, "num_inference_steps": 10})
 
     @classmethod
     def from_pretrained(
@@ -160,7 +164,7 @@ class IPAdapterStylizer:
         subfolder: str | None = None,
         image_encoder: str | os.PathLike | None = DEFAULT_IMAGE_ENCODER,
         vae: str | os.PathLike | None = DEFAULT_VAE,
-        face_model: str = "buffalo_l",
+        face_model: str = DEFAULT_FACE_MODEL,
         face_root: str | None = None,
         detector: str | None = None,  # None: the insightface pack's own detector, as upstream
         faceid_v2: bool | None = None,
@@ -175,9 +179,9 @@ class IPAdapterStylizer:
 
         from styleid_guidance.hub.resolve import resolve_model_dir
 
-        from .ddim import ddim_like, sd15_scheduler
+        from .presets import ddim_like, sd15_scheduler
 
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = resolve_device(device)
         dtype = torch_dtype or (torch.float16 if device.type == "cuda" else torch.float32)
         parts = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler", "feature_extractor")
         base_dir = resolve_model_dir(base_model, kind="base diffusion model",
@@ -222,6 +226,10 @@ class IPAdapterStylizer:
 
     # -- generation --------------------------------------------------------------------------------------
 
+    def call_settings(self, strength_level: int, face: ImageInput | None = None) -> dict[str, Any]:
+        """The level's preset (its 512² size included), then `call_defaults`; the size does not follow the photo."""
+        return {**ip_adapter_preset(strength_level), **self.call_defaults}
+
     def adapter_inputs(self, face: PIL.Image.Image, do_cfg: bool) -> dict[str, Any]:
         """The pipeline kwargs that condition on `face` for this adapter variant."""
         if not self.variant.startswith("faceid"):
@@ -254,7 +262,7 @@ class IPAdapterStylizer:
         from styleid_guidance.integrations.composition import prepare_guidance_kwargs
 
         face = load_image(face)
-        settings = {**ip_adapter_preset(strength_level), **self.defaults, **overrides}
+        settings = {**self.call_settings(strength_level), **overrides}
         self.pipe.set_ip_adapter_scale(float(settings.pop("ip_adapter_scale")))
         do_cfg = float(settings["guidance_scale"]) > 1.0
         settings.setdefault("num_images_per_prompt", 1)

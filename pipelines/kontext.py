@@ -34,12 +34,14 @@ import PIL.Image
 import torch
 from diffusers import FluxKontextPipeline
 
+from styleid_guidance.devices import resolve_device
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.files.images import ImageInput, load_image
 from styleid_guidance.integrations.composition import prepare_guidance_kwargs
+from styleid_guidance.options import OFFLINE_DETECTOR, detector_for
 
 from .adapter_files import load_or_explain
-from .presets import kontext_instruction, kontext_preset
+from .presets import DEFAULT_MODELS, kontext_instruction, kontext_preset
 from .quantize import quantize_flux_8bit
 
 if TYPE_CHECKING:
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
 
     from .face_embeddings import FaceEmbedder
 
-KONTEXT_MODEL = "black-forest-labs/FLUX.1-Kontext-dev"
+KONTEXT_MODEL = DEFAULT_MODELS["kontext"]["base_model"]
 DEFAULT_SIZE = 1024  # Kontext's own max_area is 1024²
 
 
@@ -82,7 +84,7 @@ class KontextStylizer:
         self.pipe = check_kontext_pipeline(pipe)
         self.face_embedder = face_embedder
         self.size = int(size)
-        self.call_defaults = call_defaults or {}
+        self.call_defaults = dict(call_defaults or {})
 
     @classmethod
     def tiny(cls, device: str | torch.device = "cpu") -> KontextStylizer:
@@ -91,7 +93,7 @@ class KontextStylizer:
         from styleid_guidance.tiny.kontext import SIZE, TINY_CALL, tiny_kontext_pipeline
 
         defaults = {k: v for k, v in TINY_CALL.items() if k != "max_area"}  # max_area follows the output size
-        return cls(tiny_kontext_pipeline(device=device), TinyFaceEmbedder(detector="mtcnn"), size=SIZE, call_defaults=defaults)
+        return cls(tiny_kontext_pipeline(device=device), TinyFaceEmbedder(detector=OFFLINE_DETECTOR), size=SIZE, call_defaults=defaults)
 
     @classmethod
     def from_pretrained(
@@ -101,7 +103,7 @@ class KontextStylizer:
         model_rootpath: str | None = None,
         face_pack: str | None = None,
         insightface_root: str | None = None,
-        device: str | None = None,
+        device: str | torch.device | None = None,
         torch_dtype: torch.dtype = torch.bfloat16,
         cpu_offload: bool = False,
         quantize_8bit: bool = False,
@@ -114,13 +116,13 @@ class KontextStylizer:
         the module docstring. Never `trust_remote_code`."""
         from .face_embeddings import FaceEmbedder
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(device)
         face_app = None
         if face_pack is not None and detector is None:
             from styleid_guidance.faces.insightface_app import FaceApp
 
             face_app = FaceApp(face_pack, insightface_root, device=device, modules=("detection",))
-        faces = FaceEmbedder(detector=detector or "retinaface", model_rootpath=model_rootpath, face_app=face_app,
+        faces = FaceEmbedder(detector=detector_for(detector), model_rootpath=model_rootpath, face_app=face_app,
                              retry=face_app is not None)
         # FLUX.1-dev and Kontext [dev] share every component class: loading the wrong one would not fail, it would
         # silently ignore the photo. The folder's model_index.json says which pipeline it was saved for.
@@ -144,6 +146,15 @@ class KontextStylizer:
         image = load_image(face)
         self.face_embedder.detect(image, name="face image")
         return image
+
+    def call_settings(self, strength_level: int, face: ImageInput | None = None) -> dict[str, Any]:
+        """The level's preset, then `call_defaults`; with `face`, also the output height/width (the photo's aspect
+        at `size`² px). The instruction is `presets.kontext_instruction(prompt, level)`, derived from the prompt."""
+        size = {}
+        if face is not None:
+            width, height = output_size(load_image(face).size, self.size, self.pipe.vae_scale_factor * 2)
+            size = {"height": height, "width": width}
+        return {**kontext_preset(strength_level), **size, **self.call_defaults}
 
     def call_kwargs(self, image: PIL.Image.Image, prompt: str, strength_level: int = 4, **overrides: Any) -> dict[str, Any]:
         """Everything one pipeline call gets besides the image, the guidance and the generator: the level's

@@ -1,15 +1,42 @@
-"""The paper's seven identity-strength levels per stylisation method (SPEC.md §3).
+"""The paper's seven identity-strength levels per stylisation method (StyleID, Yun et al., SIGGRAPH 2026).
 
 Level l is the stylisation strength s = l/7: l = 1 keeps the identity conditioning strongest and the
 prompt weakest (CFG = 1), l = 7 is the most stylised (weakest identity conditioning, strongest prompt).
 The level moves both knobs together, as in the paper's schedules. FLUX.1 Kontext has no identity scale: its
-level moves the distilled guidance and the identity clause of the instruction (`kontext_preset`).
+level moves the distilled guidance and the identity clause of the instruction (`kontext_preset`). Wan 2.x
+image-to-video (a video stylizer) likewise: its CFG and how far its prompt turns the person into the style
+(`wan_video_preset`, `video_prompt`).
+`DEFAULT_MODELS`: the weights each built-in stylizer loads unless told otherwise. `sd15_scheduler` / `ddim_like`:
+the paper's sampler (DDIM, eta 0, no clipping), which identity guidance follows exactly
+(`styleid_guidance.integrations.x0_estimate`).
 """
 from __future__ import annotations
 
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
 from styleid_guidance.errors import StyleIDError
 
+if TYPE_CHECKING:
+    from diffusers import DDIMScheduler
+
 STRENGTH_LEVELS = range(1, 8)
+
+# The weights each built-in stylizer loads by default, keyed by the from_pretrained argument that takes them: the
+# paper's set-ups (and Kontext's). Declared once: `STYLIZERS` registers them, the classes default to them, and
+# `generate` records them with every image (so changing one stops older data folders from resuming).
+DEFAULT_MODELS = MappingProxyType({
+    "ip_adapter": MappingProxyType({
+        "base_model": "SG161222/Realistic_Vision_V4.0_noVAE", "ip_adapter": "h94/IP-Adapter-FaceID",
+        "weight_name": "ip-adapter-faceid-plusv2_sd15.bin", "image_encoder": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+        "vae": "stabilityai/sd-vae-ft-mse", "face_model": "buffalo_l"}),
+    "instantid": MappingProxyType({"base_model": "wangqixun/YamerMIX_v8", "instantid": "InstantX/InstantID",
+                                   "face_model": "antelopev2"}),
+    "infiniteyou": MappingProxyType({"base_model": "black-forest-labs/FLUX.1-dev", "infiniteyou": "ByteDance/InfiniteYou",
+                                     "model_version": "aes_stage2", "infu_flux_version": "v1.0"}),
+    "kontext": MappingProxyType({"base_model": "black-forest-labs/FLUX.1-Kontext-dev"}),
+    "wan_video": MappingProxyType({"base_model": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"}),
+})
 
 STYLE_PROMPTS: dict[str, str] = {
     "disney": "portrait of a Disney character",
@@ -116,3 +143,58 @@ def kontext_preset(level: int) -> dict:
     (`kontext_instruction`). Why these knobs: `pipelines/kontext.py`."""
     level = _check(level)
     return {"guidance_scale": 1.0 + 0.5 * (level - 1), "num_inference_steps": 28}
+
+
+# Wan 2.x image-to-video starts the clip from the photo itself (its first frame), so the style has to come in over
+# the clip: the prompt describes the person turning into the style. Like Kontext's clauses, the level says how far
+# and how fast, and how much of the face to keep (l = 1: a touch of the style, face kept exactly; l = 7: at once
+# and completely).
+VIDEO_CHANGE = {
+    1: "The person in the photo keeps their exact face, identity, expression and pose, only blinking and breathing, "
+       "with a faint touch of this style",
+    2: "The person in the photo slowly takes on a light touch of this style, keeping their face and identity exactly "
+       "the same, with a slight natural head movement",
+    3: "The person in the photo gradually turns into this style, keeping their facial features, with natural head movement",
+    4: "The person in the photo turns into this style, keeping their identity, with natural head movement and expression",
+    5: "The person in the photo fully turns into this style, with natural head movement and expression",
+    6: "The person in the photo quickly and fully turns into this style, with its exaggerated features and lively motion",
+    7: "The person in the photo immediately and completely turns into this style, with its strongest, most exaggerated "
+       "look and lively motion",
+}
+# The negative prompt that the classifier-free guidance pushes away from: what goes wrong in portrait clips.
+VIDEO_NEGATIVE = ("static, frozen frame, blurry, low quality, worst quality, jpeg artifacts, deformed face, distorted "
+                  "features, extra fingers, flickering, subtitles, watermark")
+
+
+def video_prompt(prompt: str, level: int) -> str:
+    """The Wan image-to-video prompt for a style prompt at `level`: the style prompt (any text), then the
+    level's sentence on how the person turns into it (`VIDEO_CHANGE`)."""
+    level = _check(level)
+    text = (prompt or "").strip()
+    if not text:
+        raise StyleIDError("prompt must be a style prompt, got an empty string")
+    return f"{text.rstrip('. ')}. {VIDEO_CHANGE[level]}."
+
+
+def wan_video_preset(level: int) -> dict:
+    """Wan 2.x image-to-video: CFG 3.5 + 0.5·(l − 1) (3.5 … 6.5; level 4 = Wan's default 5.0) with `VIDEO_NEGATIVE`,
+    40 steps (Wan 2.1's own image-to-video default); the level's sentence goes into the prompt (`video_prompt`).
+    Why these knobs: `pipelines/wan_video.py`."""
+    level = _check(level)
+    return {"guidance_scale": 3.5 + 0.5 * (level - 1), "negative_prompt": VIDEO_NEGATIVE, "num_inference_steps": 40}
+
+
+# -- the paper's sampler (diffusers is imported on use: the registry reads this module and stays light) -------
+def sd15_scheduler() -> DDIMScheduler:
+    """DDIM as in the paper's IP-Adapter generations (SD1.5 betas, no clipping, eta 0)."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                         set_alpha_to_one=False, steps_offset=1)
+
+
+def ddim_like(scheduler: Any) -> DDIMScheduler:
+    """DDIM with another scheduler's betas (e.g. an SDXL checkpoint's), set up as `sd15_scheduler`."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler.from_config(scheduler.config, clip_sample=False, set_alpha_to_one=False, steps_offset=1)

@@ -16,6 +16,7 @@ _EXPORTS = {
     "ArcFaceLoss": "identity_losses",
     "CLIPLoss": "identity_losses",
     "build_identity_loss": "identity_losses",
+    "PeopleIdentityLoss": "people_loss",
     "StyleIDError": "errors",
     "NoFaceError": "errors",
 }
@@ -31,3 +32,4 @@ if TYPE_CHECKING:
     from .encoder.model import StyleIDEncoder
     from .errors import NoFaceError, StyleIDError
     from .identity_losses import ArcFaceLoss, CLIPLoss, IdentityLoss, StyleIDLoss, build_identity_loss
+    from .people_loss import PeopleIdentityLoss

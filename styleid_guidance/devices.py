@@ -8,31 +8,36 @@ import warnings
 
 import torch
 
-from .errors import StyleIDError
+from .errors import Arg, StyleIDError
+from .options import PRECISIONS
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """None → cuda when a GPU is there, else cpu. A named device must exist on this machine."""
     if device is None or device == "":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    given = Arg("device", str(device))
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise StyleIDError(f"{device!r} is not a torch device (cpu, cuda, cuda:0 ...)") from None
+    except (RuntimeError, TypeError) as err:
+        raise StyleIDError("{device} is not a torch device (cpu, cuda, cuda:0 ...)", param="device", device=given) from err
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise StyleIDError(f"{device!r}: no CUDA GPU is available on this machine; use cpu")
+            raise StyleIDError("{device}: no CUDA GPU is available on this machine; use {cpu}", param="device", device=given,
+                               cpu=Arg("device", "cpu"))
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise StyleIDError(f"{device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise StyleIDError("{device}: this machine has {n} CUDA device(s)", param="device", device=given,
+                               n=torch.cuda.device_count())
     elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise StyleIDError(f"{device!r}: Apple MPS is not available on this machine; use cpu")
+        raise StyleIDError("{device}: Apple MPS is not available on this machine; use {cpu}", param="device", device=given,
+                           cpu=Arg("device", "cpu"))
     elif dev.type not in ("cpu", "cuda", "mps"):
-        raise StyleIDError(f"{device!r}: unsupported device type {dev.type!r} (cpu, cuda or mps)")
+        raise StyleIDError("{device}: unsupported device type {kind!r} (cpu, cuda or mps)", param="device", device=given,
+                           kind=dev.type)
     return dev
 
 
 # ---------------------------------------------------------------------- compute precision
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PRECISION_ENV = "STYLEID_PRECISION"  # what "auto" means when set (e.g. fp32 for reproducible CI runs)
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _warned: set[tuple[str, str]] = set()

@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .devices import check_precision, resolve_precision
+from .devices import check_precision, resolve_device, resolve_precision
 from .errors import StyleIDError
 from .faces.detection import FaceRegion
 from .files.images import ImageInput, load_image, to_tensor
-from .options import DEFAULT_CROP, IDENTITY_LOSSES
-from .options import CROPS
+from .options import CROPS, DEFAULT_CROP, DEFAULT_DETECTOR, IDENTITY_LOSSES
 
+if TYPE_CHECKING:
+    from .people_loss import PeopleIdentityLoss
 
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class IdentityLoss(nn.Module):
@@ -40,7 +38,7 @@ class IdentityLoss(nn.Module):
         reference: ImageInput | Sequence[ImageInput] | None = None,
         crop: str = DEFAULT_CROP,
         face_region: FaceRegion | None = None,
-        detector: str = "retinaface",
+        detector: str = DEFAULT_DETECTOR,
         model_rootpath: str | None = None,
         precision: str | None = None,
     ):
@@ -226,23 +224,26 @@ def build_identity_loss(
     model: str | os.PathLike | nn.Module | None = None,
     device: torch.device | str | None = None,
     crop: str = DEFAULT_CROP,
-    detector: str = "retinaface",
+    detector: str = DEFAULT_DETECTOR,
     model_rootpath: str | None = None,
-    face_region: FaceRegion | None = None,
+    face_region: FaceRegion | Mapping[str, FaceRegion] | None = None,
     precision: str | None = None,
-) -> IdentityLoss | None:
+    people: bool = False,
+) -> IdentityLoss | PeopleIdentityLoss | None:
     """Build an identity loss by name: "styleid", "arcface", "clip" or "none" (→ None, nothing built).
 
     model: Hub id / local folder / file for the weights, or an already-built module. Defaults: the
     released StyleID ("kwanY/styleid"), facexlib's ArcFace IR-SE50, open_clip "ViT-L-14/openai".
     A distilled student (`styleid distill`) is a StyleID encoder folder like any other.
-    precision: see the module docstring (None = fp32 unless a guidance caller picks)."""
+    precision: see the module docstring (None = fp32 unless a guidance caller picks).
+    people: several people in one picture (`people_loss.PeopleIdentityLoss`): reference={name: photo(s)} and
+    face_region={name: FaceRegion} for everyone, or None to detect the faces on the decoded x0."""
     if name not in IDENTITY_LOSSES:
         raise StyleIDError(f"identity loss must be one of {', '.join(IDENTITY_LOSSES)}, got {name!r}")
     if name == "none":
         return None
-    device = torch.device(device) if device is not None else default_device()
-    common = dict(crop=crop, face_region=face_region, detector=detector, model_rootpath=model_rootpath, precision=precision)
+    device = resolve_device(device)
+    common = dict(crop=crop, face_region=None if people else face_region, detector=detector, model_rootpath=model_rootpath, precision=precision)
     if name == "arcface":
         from .baselines.arcface import load_arcface_backbone
 
@@ -261,6 +262,10 @@ def build_identity_loss(
             encoder = StyleIDEncoder.from_open_clip(clip_name, pretrained=pretrained, lora_rank=0)
         cls = StyleIDLoss if name == "styleid" else CLIPLoss
         loss = cls(encoder.to(device), **common)
+    if people:
+        from .people_loss import build_people_loss
+
+        return build_people_loss(loss, reference, face_region)
     if reference is not None:
         loss.set_reference(reference)
     return loss

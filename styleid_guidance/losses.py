@@ -1,4 +1,4 @@
-"""The paper's training objective: L = L_ang + λ_scon·L_scon + λ_reg·L_reg (SPEC.md §2)."""
+"""The paper's training objective: L = L_ang + λ_scon·L_scon + λ_reg·L_reg (StyleID, Yun et al., SIGGRAPH 2026)."""
 from __future__ import annotations
 
 import math

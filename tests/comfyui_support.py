@@ -169,6 +169,55 @@ def tiny_flux(seed: int = 0, std: float = 0.02, schnell: bool = False) -> Any:
     return _seeded_patcher(cfg, seed, std)
 
 
+# A tiny Wan 2.1 text-to-video model, also through ComfyUI's detector: it reads every width from the checkpoint
+# (dim 128 = one head of 128, ffn 256, one block; 16-channel latents in 1x2x2 patches).
+def wan21_checkpoint_keys(dim: int = 128, ffn: int = 256) -> dict[str, Any]:
+    """The keys of a Wan 2.1 T2V checkpoint that ComfyUI's detector reads, at tiny widths."""
+    import torch
+
+    return {"head.modulation": torch.zeros(1, 2, dim), "head.head.weight": torch.zeros(16 * 1 * 2 * 2, dim),
+            "blocks.0.ffn.0.weight": torch.zeros(ffn, dim), "patch_embedding.weight": torch.zeros(dim, 16, 1, 2, 2)}
+
+
+def tiny_wan21(seed: int = 0, std: float = 0.02) -> Any:
+    """A ModelPatcher around the model ComfyUI detects in a tiny Wan 2.1 T2V checkpoint (`WAN21_T2V`, flow
+    matching with Wan's shift), with seeded random weights."""
+    import comfy.model_detection
+
+    sd = wan21_checkpoint_keys()
+    cfg = comfy.model_detection.model_config_from_unet_config(comfy.model_detection.detect_unet_config(sd, ""), sd)
+    return _seeded_patcher(cfg, seed, std)
+
+
+def tiny_wan_vae(seed: int = 0, std: float = 0.05) -> Any:
+    """A `comfy.sd.VAE` holding a Wan 2.1 video VAE (causal, 4x in time, 8x in space, 16 channels) with seeded
+    random weights, loaded from a state dict as VAELoader loads wan_2.1_vae.safetensors. Newer ComfyUIs read its
+    width from the checkpoint (a narrow one here); 0.3.64 always builds the full width (96), so it gets that."""
+    import torch
+    import comfy.ldm.wan.vae
+    import comfy.sd
+
+    for dim in (16, 96):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = comfy.ldm.wan.vae.WanVAE(dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                                              temperal_downsample=[False, True, True], dropout=0.0)
+            sd = {k: torch.randn_like(v) * std for k, v in module.state_dict().items()}
+        try:
+            return comfy.sd.VAE(sd=sd)
+        except RuntimeError:  # size mismatch: this ComfyUI builds the full-width VAE whatever the checkpoint says
+            continue
+    raise RuntimeError("could not build a Wan 2.1 VAE")
+
+
+def wan_conditioning(seed: int = 1, tokens: int = 8, dim: int = 4096) -> tuple[list, list]:
+    """Wan conditioning as its T5 text encoder node emits it: [1, tokens, 4096]."""
+    import torch
+
+    ctx = torch.randn(1, tokens, dim, generator=torch.Generator().manual_seed(seed))
+    return [[ctx, {}]], [[torch.zeros_like(ctx), {}]]
+
+
 def tiny_kl_vae(seed: int = 0, std: float = 0.05, z_channels: int = 16) -> Any:
     """A `comfy.sd.VAE` holding a tiny KL autoencoder (the FLUX VAE's architecture family, 16 latent channels,
     8x downscale; width 32, GroupNorm's minimum) with seeded random weights, built through VAE's `config` path

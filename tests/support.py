@@ -12,6 +12,8 @@ import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
+FACES = REPO / "examples" / "faces"
 
 # the trainer on the built-in 64-px backbone: 4 identities × 2 images a batch, a step in well under a second
 TINY_TRAIN = ["--backbone", "test-tiny", "--ids-per-batch", "4", "--images-per-id", "2", "--lora-alpha", "16",
@@ -67,3 +69,27 @@ def assert_example_saves_a_grid(main: Callable[[list[str]], int], out: Path, col
     grid = Image.open(out)
     assert grid.size[0] == columns * 256 and grid.size[1] > 256, grid.size
     return grid
+
+
+class SmallFaceNet(torch.nn.Module):
+    """A stand-in for IR-SE50 with its interface (112-px input in [-1, 1] → 512-d), ~100x cheaper on a CPU: for
+    tests of the demo's tab logic (the browser test runs the tiny profile's real IR-SE50)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 4, 4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(4),
+                                       torch.nn.Flatten(), torch.nn.Linear(128, 512))
+
+    def forward(self, x):
+        assert x.shape[-2:] == (112, 112)
+        return self.net(x)
+
+
+def tiny_demo_models() -> Any:
+    """The demo's tiny profile on the CPU with SmallFaceNet as its ArcFace (seeded)."""
+    from styleid_guidance.demo.profiles import Models
+
+    m = Models("tiny", device="cpu")
+    torch.manual_seed(0)
+    m._built["id:arcface"] = SmallFaceNet().eval()
+    return m

@@ -78,7 +78,7 @@ def test_embed_stops_on_a_corrupt_file_unless_told_to_skip(tiny_model_dir, faces
         (["verify", "--model", "{model}", "--crop", "face", "--detector", "mtcnn", "{faces}/blank.png", "{faces}/camera.png"], "no face found; use --crop center"),
         (["verify", "--model", "{model}", "--device", "gpu9", "{faces}/astronaut.png", "{faces}/camera.png"], "--device"),
         (["embed", "--model", "{model}", "{faces}", "--output", "{tmp}/x.csv"], "use a .npy or .safetensors"),
-        (["verify", "--model", "kwanY/styleid", "{faces}/astronaut.png", "{faces}/camera.png"], "--model kwanY/styleid: the StyleID encoder weights 'kwanY/styleid' are not available"),
+        (["verify", "--model", "kwanY/styleid", "{faces}/astronaut.png", "{faces}/camera.png"], "--model: the StyleID encoder weights 'kwanY/styleid' are not available"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(args, message, tiny_model_dir, faces, tmp_path, capsys):

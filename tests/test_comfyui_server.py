@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from comfyui_support import REPO, ComfyServer, comfyui_root, comfyui_version, requires_comfyui, need_root
 from styleid_guidance.integrations.comfyui import NODE_IDS

@@ -33,7 +33,7 @@ def test_the_api_lists_the_three_actions_with_labelled_values(client):
         labels = [v["label"] for v in endpoint["parameters"] + endpoint["returns"]]
         assert all(label and not label.startswith("value_") for label in labels), (name, labels)
     verify = api["named_endpoints"]["/verify"]
-    assert [p["label"] for p in verify["parameters"]] == ["images (first = reference)", "crop"]
+    assert [p["label"] for p in verify["parameters"]] == ["images (first = reference; videos may follow)", "crop", "faces"]
     assert [r["label"] for r in verify["returns"]] == ["similarity to the reference", "similarity chart", "status"]
 
 

@@ -1,6 +1,7 @@
 """Demo profiles: the offline fallback, unavailable frameworks with reasons, the CLI's serving defaults."""
 from __future__ import annotations
 
+import dataclasses
 import time
 import urllib.request
 
@@ -14,6 +15,7 @@ from styleid_guidance.demo.profiles import Models
 from styleid_guidance.demo.weight_sources import hub_reachable, parse_weight_overrides, resolve_profile
 from styleid_guidance.hub import resolve as hub
 from styleid_guidance.errors import StyleIDError
+from styleid_guidance.pipelines import STYLIZERS
 
 
 @pytest.fixture
@@ -89,7 +91,8 @@ def test_real_profile_shows_unavailable_parts_with_reasons(empty_hub_cache, tmp_
 
 
 def test_a_framework_that_does_not_import_is_unavailable_not_fatal(monkeypatch):
-    monkeypatch.setitem(weights._STYLIZERS, "instantid", ("styleid_guidance.pipelines.no_such_module", "InstantIDStylizer"))
+    broken = dataclasses.replace(STYLIZERS["instantid"], target="styleid_guidance.pipelines.no_such_module:InstantIDStylizer")
+    monkeypatch.setitem(STYLIZERS, "instantid", broken)
     models = Models("tiny", device="cpu")
     status = {a.label: a.reason for a in models.availability()}
     assert "cannot import styleid_guidance.pipelines.no_such_module" in status["InstantID"]

@@ -6,39 +6,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from styleid_guidance.demo import jojo, stylize, verify
+from styleid_guidance.demo.tabs import jojo, stylize, verify
 from styleid_guidance.demo.limits import Limits
-from styleid_guidance.demo.profiles import Models
-from styleid_guidance.demo.weight_sources import FRAMEWORKS
+from styleid_guidance.demo.weight_sources import frameworks
 from styleid_guidance.demo.scoring import THRESHOLDS
+from support import tiny_demo_models
 from styleid_guidance.errors import NoFaceError, StyleIDError
 
 FACES = Path(__file__).resolve().parents[1] / "examples" / "faces"
 
 
-class SmallFaceNet(torch.nn.Module):
-    """A stand-in for IR-SE50 with its interface (112-px input in [-1, 1] → 512-d), ~100x cheaper on a CPU:
-    these tests check the tab logic; the browser test runs the tiny profile's real IR-SE50."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 4, 4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(4),
-                                       torch.nn.Flatten(), torch.nn.Linear(128, 512))
-
-    def forward(self, x):
-        assert x.shape[-2:] == (112, 112)
-        return self.net(x)
-
-
 @pytest.fixture(scope="module")
 def models():
-    m = Models("tiny", device="cpu")
-    torch.manual_seed(0)
-    m._built["id:arcface"] = SmallFaceNet().eval()
-    return m
+    return tiny_demo_models()
 
 
 @pytest.fixture
@@ -242,7 +224,7 @@ def test_generator_cache_is_lru():
 
 def test_every_framework_has_a_tiny_stylizer(models):
     # the contract the tiny profile relies on: each framework module imports and offers .tiny()
-    for fw in FRAMEWORKS:
+    for fw in frameworks():
         assert callable(getattr(models._stylizer_class(fw), "tiny"))
 
 

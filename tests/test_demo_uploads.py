@@ -91,12 +91,12 @@ def test_gradio_image_preprocessing_is_what_failed(bad_files):
 def test_bad_uploads_on_each_tab_end_as_one_sentence(demo, bad_files, kind):
     bad = bad_files[kind]
     by_inputs = {tuple(b.elem_id for b in fn.inputs): fn for fn in demo.fns.values() if fn.concurrency_id == "models"}
-    verify = by_inputs[("verify-files", "verify-crop")]
+    verify = by_inputs[("verify-files", "verify-crop", "verify-faces")]
     stylize = next(fn for ids, fn in by_inputs.items() if ids[0] == "stylize-face")
     jojogan = next(fn for ids, fn in by_inputs.items() if ids[:2] == ("jojogan-style", "jojogan-face"))
     good = FACES / "astronaut.jpg"
 
-    _, (rows, chart, message) = _run_event(demo, verify, [[_payload(bad), _payload(good)], "face"])
+    _, (rows, chart, message) = _run_event(demo, verify, [[_payload(bad), _payload(good)], "face", "largest"])
     assert rows == [] and chart is None and message.startswith(f"⚠️ reference (image 1) ({bad.name}):")
     _assert_plain(message, bad)
     _, (grid, rows, message) = _run_event(demo, stylize, [_payload(bad), "pixar", "", 4, 0, 0.05])

@@ -45,7 +45,7 @@ def test_loss_is_zero_on_the_teacher_and_each_term_sees_its_own_error():
 # ---------------------------------------------------------------------- the student
 def test_student_gets_the_teachers_width_trains_everything_and_round_trips(tmp_path):
     student = build_student("test-tiny", None, 48, seed=0)
-    assert student.embedding_dim == 48 and student.config.lora.rank == 0
+    assert student.embedding_dim == 48 and student.config.lora.lora_rank == 0
     assert all(p.requires_grad for p in student.parameters())
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     folder = student.requires_grad_(False).save_pretrained(tmp_path / "student")
@@ -137,7 +137,7 @@ def test_mistakes_are_one_line_errors(extra, message, smoke, teacher_dir, tmp_pa
 
 
 def test_missing_data_is_an_error():
-    with pytest.raises(StyleIDError, match="--data is required"):
+    with pytest.raises(StyleIDError, match="data is required"):
         DistillConfig()
 
 

@@ -88,7 +88,7 @@ def test_save_pretrained_round_trip_keeps_adapter(tmp_path, tiny_encoder):
     pixels = torch.randn(2, 3, 64, 64)
     tiny_encoder.save_pretrained(tmp_path)
     loaded = StyleIDEncoder.from_pretrained(tmp_path)
-    assert loaded.has_adapter and loaded.config.lora.rank == 8
+    assert loaded.has_adapter and loaded.config.lora.lora_rank == 8
     with torch.no_grad():
         torch.testing.assert_close(loaded.encode_pixels(pixels), tiny_encoder.encode_pixels(pixels), atol=1e-6, rtol=1e-6)
         with loaded.adapter_disabled(), tiny_encoder.adapter_disabled():
@@ -145,7 +145,7 @@ def test_lora_targets_are_configurable():
     assert names and not any("mlp" in n for n in names)
     plain = StyleIDEncoder.from_open_clip("test-tiny", pretrained=None, lora_rank=0)
     assert plain.trainable_parameters() == [] and not plain.has_adapter
-    with pytest.raises(StyleIDError, match="lora targets"):
+    with pytest.raises(StyleIDError, match="lora_targets"):
         StyleIDEncoder.from_open_clip("test-tiny", pretrained=None, lora_targets="convs")
 
 
@@ -193,3 +193,21 @@ def test_preprocessing_matches_clip_image_processor(astronaut):
 def test_from_open_clip_rejects_unknown_names():
     with pytest.raises(StyleIDError, match="unknown open_clip model"):
         StyleIDEncoder.from_open_clip("ViT-Z-99", pretrained=None)
+
+
+def test_clip_normalisation_is_open_clips():
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    from styleid_guidance.encoder.config import OPENAI_MEAN, OPENAI_STD
+
+    assert (OPENAI_MEAN, OPENAI_STD) == (tuple(OPENAI_DATASET_MEAN), tuple(OPENAI_DATASET_STD))
+
+
+def test_lora_settings_have_one_spelling_and_old_folders_still_read():
+    from styleid_guidance.encoder.config import LoraSettings, StyleIDConfig
+
+    old = StyleIDConfig.from_dict({"backbone": {"open_clip_model": "test-tiny"}, "image_size": 32, "embedding_dim": 32,
+                                   "lora": {"rank": 4, "alpha": 2.0, "dropout": 0.1, "targets": "attn"}})
+    assert old.lora == LoraSettings(lora_rank=4, lora_alpha=2.0, lora_dropout=0.1, lora_targets="attn")
+    with pytest.raises(StyleIDError, match="lora_rank must be"):
+        LoraSettings(lora_rank=-1)

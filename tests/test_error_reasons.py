@@ -133,3 +133,50 @@ def test_embed_logs_its_summary_on_stderr_and_keeps_stdout_clean(tmp_path, capsy
                 "--no-progress"]) == 0
     out, err = capsys.readouterr()
     assert out == "" and "styleid embed: wrote 2 embeddings of dimension" in err
+
+
+def test_one_wording_serves_python_callers_and_the_command_line():
+    from styleid_guidance.errors import Arg, NoFaceError
+    from styleid_guidance.faces.detection import no_face_error
+
+    err = no_face_error("a.png")
+    assert isinstance(err, NoFaceError)
+    assert str(err) == "a.png: no face found; use crop='center' (or a clearer, larger face)"
+    assert err.for_cli() == "a.png: no face found; use --crop center (or a clearer, larger face)"
+    switch = StyleIDError("{x}: pass {fix}", x="f", fix=Arg("align", False, flag="--no-align"))
+    assert (str(switch), switch.for_cli()) == ("f: pass align=False", "f: pass --no-align")
+    literal = StyleIDError("a {dict} stays as written")  # no fields: not a template
+    assert str(literal) == literal.for_cli() == "a {dict} stays as written"
+
+
+def test_for_option_words_the_argument_at_fault_as_its_flag_or_prefixes_it():
+    from styleid_guidance.cli.parsing import for_option
+    from styleid_guidance.errors import Arg
+
+    with pytest.raises(StyleIDError) as named:
+        with for_option("--model", "x"):
+            raise StyleIDError("{weights}: missing; pass {fix}", param="path", weights="w.ckpt",
+                               fix=Arg("path", flag="--baseline", metavar="adaface=PATH"))
+    assert named.value.for_cli() == "w.ckpt: missing; pass --model adaface=PATH"
+    assert str(named.value) == "w.ckpt: missing; pass path"
+    assert (named.value.option, named.value.option_value) == ("--model", "x")
+    with pytest.raises(StyleIDError) as plain:
+        with for_option("--pairs", "p.csv"), for_option("--output"):  # the innermost flag wins
+            raise StyleIDError("p.csv: not UTF-8 text")
+    assert plain.value.for_cli() == "--output: p.csv: not UTF-8 text"
+
+
+def test_a_wrapped_error_keeps_its_cause_fields_and_wording():
+    from styleid_guidance.cli.parsing import for_option
+    from styleid_guidance.errors import Arg
+    from styleid_guidance.eval.models import ModelUnavailable
+
+    inner = StyleIDError("not found; pass {fix}", param="path", fix=Arg("path", flag="--baseline", metavar="arcface=PATH"))
+    outer = inner.wrapped(ModelUnavailable, "arcface: ")
+    assert isinstance(outer, ModelUnavailable) and outer.__cause__ is inner and outer.param == "path"
+    assert str(outer) == "arcface: not found; pass path"
+    assert outer.for_cli() == "arcface: not found; pass --baseline arcface=PATH"
+    with pytest.raises(ModelUnavailable) as err:
+        with for_option("--model"):
+            raise outer
+    assert err.value.for_cli() == "arcface: not found; pass --model arcface=PATH"  # `styleid score` names its own flag

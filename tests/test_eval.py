@@ -140,7 +140,7 @@ def test_cli_eval_and_errors(tmp_path, setup, capsys):
     assert len(err) == 1 and "missing column(s) stylized" in err[0]
     with pytest.raises(SystemExit) as done:
         main(["eval", "--model", "none", "--pairs", str(paths["pairs"]), "--output", str(tmp_path / "y"), "--baseline", "facenet"])
-    assert done.value.code == 2 and "--baseline 'facenet'" in capsys.readouterr().err
+    assert done.value.code == 2 and "--baseline facenet: choose from" in capsys.readouterr().err
 
 
 def test_pairs_validation_and_minimal_csv(tmp_path, setup):

@@ -115,7 +115,7 @@ def test_bad_human_values_are_one_line_errors_naming_the_row(tmp_path, data, col
         read_pairs(bad)
     assert run(["eval", "--model", "test-tiny", "--pairs", str(bad), "-o", str(tmp_path / "o"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"styleid eval: error: --pairs {bad}:4: {column} ") and repr(value) in err[0]
+    assert len(err) == 1 and err[0].startswith(f"styleid eval: error: --pairs: {bad}:4: {column} ") and repr(value) in err[0]
     assert not (tmp_path / "o").exists()
 
 

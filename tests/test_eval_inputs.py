@@ -50,7 +50,7 @@ def test_unreadable_pairs_files_are_one_line_errors(tmp_path, data, capsys):
             read_pairs(pairs)
         assert run(["eval", "--model", "test-tiny", "--pairs", str(pairs), "-o", str(tmp_path / "o")]) == 2
         line = _one_line(capsys)
-        assert line.startswith(f"styleid eval: error: --pairs {pairs}: ") and message in line
+        assert line.startswith(f"styleid eval: error: --pairs: {pairs}: ") and message in line
 
 
 @pytest.mark.parametrize("value", ["0", "-4"])
@@ -95,7 +95,7 @@ def test_output_folder_problems_fail_before_the_work(tmp_path, data, capsys):
     start = time.perf_counter()
     assert run(["eval", "--model", "test-tiny", "--pairs", str(data["full"]), "-o", str(busy), "--no-progress"]) == 2
     line = _one_line(capsys)
-    assert line.startswith(f"styleid eval: error: --output {busy}: holds 'notes.txt'") and time.perf_counter() - start < 5
+    assert line.startswith(f"styleid eval: error: --output: {busy}: holds 'notes.txt'") and time.perf_counter() - start < 5
     assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
     a_file = tmp_path / "file"
     a_file.write_text("x")

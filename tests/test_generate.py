@@ -139,6 +139,17 @@ def test_calibration_picks_the_levels_kept(tmp_path, faces):
     assert made == ["infiniteyou/pixar/ann_1.png", "infiniteyou/pixar/ann_3.png", "infiniteyou/pixar/bob_1.png", "infiniteyou/pixar/bob_3.png"]
 
 
+def test_a_calibration_that_keeps_nothing_names_its_flag(tmp_path, faces, capsys):
+    calib = tmp_path / "psychometric.json"
+    cells = [{"method": "infiniteyou", "style": "orc", "threshold": None, "levels_kept": [], "n": 0}]
+    calib.write_text(json.dumps({"target": 0.9, "cells": cells}))
+    out = tmp_path / "out"
+    assert run(["generate", str(faces), "-o", str(out), "--tiny", "--calibration", str(calib), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"styleid generate: error: nothing to generate: --calibration {calib} keeps no level for the chosen methods and styles"]
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("content, message", [
     ("{not json", "not a readable JSON file"),
     ('[1, 2]', "expected {\"target\""),
@@ -161,7 +172,7 @@ def test_bad_calibration_files(tmp_path, content, message):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--methods", "dalle"], "--methods dalle: unknown method(s) dalle"),
+    (["--methods", "dalle"], "--methods: unknown method(s) dalle"),
     (["--styles", "vaporwave"], "style 'vaporwave' is not one of the paper's"),
     (["--styles", "a/b=Portrait"], "must be letters, digits"),
     (["--calibration", "missing.json"], "--calibration"),

@@ -111,3 +111,23 @@ def test_a_cached_repo_loads_when_the_hub_does_not_answer(monkeypatch, tmp_path)
     monkeypatch.setattr(huggingface_hub, "snapshot_download",
                         lambda repo, allow_patterns=None, local_files_only=False, **k: str(tmp_path) if local_files_only else 1 / 0)
     assert resolve_model_dir("someone/repo") == tmp_path
+
+
+def test_a_hub_failure_keeps_its_cause_and_a_bug_is_not_swallowed(online, monkeypatch):
+    import huggingface_hub
+
+    def refused(repo, **kwargs):
+        raise OSError("403 gated repo")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", refused)
+    with pytest.raises(StyleIDError, match="not available .*OSError: 403 gated repo") as err:
+        resolve_model_dir("someone/gated", flag="--teacher")
+    assert isinstance(err.value.__cause__, OSError) and err.value.param == "id_or_dir"
+    assert err.value.for_cli().startswith("--teacher: the model weights 'someone/gated'")
+
+    def bug(repo, **kwargs):
+        raise KeyError("a bug in our code, not a user's mistake")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", bug)
+    with pytest.raises(KeyError):
+        resolve_model_dir("someone/repo")

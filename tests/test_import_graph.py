@@ -19,12 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "styleid_guidance"
 TINY = f"{NAMESPACE}.tiny"
 
-# Cycles outside integrations/ and pipelines/ that another change is removing right now; each entry is the set
-# of modules of one strongly connected component. A cycle is tolerated only while it stays inside one of these
-# sets; delete an entry once its cycle is gone. Never list a cycle that touches integrations/ or pipelines/.
-KNOWN_CYCLES: list[frozenset[str]] = []
-
-
 @dataclass
 class Module:
     name: str
@@ -197,13 +191,8 @@ def test_every_installed_folder_is_scanned(graph):
 
 def test_no_import_cycles(graph):
     _, edges = graph
-    cycles = [c for c in strongly_connected(edges) if not any(c <= known for known in KNOWN_CYCLES)]
+    cycles = list(strongly_connected(edges))
     assert not cycles, "import cycles (module-level imports): " + "; ".join(" ↔ ".join(sorted(c)) for c in cycles)
-
-
-def test_known_cycles_stay_outside_the_guidance_packages():
-    for known in KNOWN_CYCLES:
-        assert not any(m.startswith((f"{NAMESPACE}.integrations", f"{NAMESPACE}.pipelines")) for m in known), known
 
 
 def test_product_code_does_not_import_the_tiny_builders(graph):

@@ -158,7 +158,7 @@ def test_sdxl_faceid_with_guidance(astronaut, loss):
     pipe = StableDiffusionXLPipeline(**tiny_sdxl_components())
     assert load_ip_adapter(pipe, tiny_ip_adapter_state_dict(pipe.unet, "faceid")) == "faceid"
     pipe.set_progress_bar_config(disable=True)
-    st = IPAdapterStylizer(pipe, "faceid", TinyFaceEmbedder(), defaults={"height": 64, "width": 64, "num_inference_steps": 5})
+    st = IPAdapterStylizer(pipe, "faceid", TinyFaceEmbedder(), call_defaults={"height": 64, "width": 64, "num_inference_steps": 5})
     plain = st(astronaut, "Portrait of 2D Anime character", strength_level=3, seed=0)
     guided = st(astronaut, "Portrait of 2D Anime character", strength_level=3, seed=0,
                 identity_guidance=IdentityGuidanceCallback(loss, scale=0.3, end=1.0))

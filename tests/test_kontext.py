@@ -176,7 +176,7 @@ def test_bad_references_and_pipelines_are_one_line_errors(stylizer, tiny_encoder
     blank = Image.new("RGB", (128, 128), "white")
     with pytest.raises(NoFaceError) as err:
         build_identity_loss("styleid", reference=blank, model=tiny_encoder, detector="mtcnn")
-    assert "--crop center" in (err.value.cli or "") and "\n" not in str(err.value)
+    assert "--crop center" in err.value.for_cli() and "\n" not in str(err.value)
     with pytest.raises(NoFaceError, match="face image: no face found"):
         stylizer(blank, "Caricature")
     # the guidance reference and the Kontext photo alike: too small, or not an RGB image

@@ -56,3 +56,14 @@ def test_bad_metric_inputs():
         auroc([0.1, 0.2], [1])
     with pytest.raises(ValueError, match="labels"):
         auroc([0.1, 0.2], [1, 2])
+
+
+def test_roc_curve_has_every_distinct_threshold_and_counts_ties_as_same():
+    rng = np.random.default_rng(1)
+    s = np.round(rng.normal(size=200), 1)
+    y = rng.integers(0, 2, 200)
+    fpr, tpr, thresholds = roc_curve(s, y)
+    assert thresholds[0] == np.inf and fpr[0] == tpr[0] == 0.0 and fpr[-1] == tpr[-1] == 1.0
+    assert np.array_equal(thresholds[1:], np.unique(s)[::-1])  # none dropped: TPR at a fixed FPR sees them all
+    for t, f, p in zip(thresholds[1:], fpr[1:], tpr[1:]):  # a pair is "same" when score ≥ threshold
+        assert f == ((s >= t) & (y == 0)).sum() / (y == 0).sum() and p == ((s >= t) & (y == 1)).sum() / (y == 1).sum()

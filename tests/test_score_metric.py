@@ -119,3 +119,88 @@ def test_two_gloo_processes_equal_one(tmp_path, enc):
         assert ddp[key].item() == pytest.approx(one[key].item(), abs=1e-5), key
     assert sorted(ddp["samples"].tolist()) == pytest.approx(sorted(one["samples"].tolist()), abs=1e-5)
     assert len(ddp["samples"]) == 7
+
+
+def _clips(n: int, frames: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, frames, 3, 48, 48, generator=g) * 255).to(torch.uint8)
+
+
+def test_class_equals_functional_on_images_and_clips(enc):
+    """torchmetrics' MetricTester rule: accumulated class result == functional on all the data, batch by batch too."""
+    for preds, target in ((_images(6, 11), _images(6, 12)), (_clips(5, 4, 13), _images(5, 14))):
+        m = StyleIDScore(enc, keep_samples=True, **KW)
+        batches = [(preds[:2], target[:2]), (preds[2:], target[2:])]
+        for p, t in batches:
+            step = m(p, t)["similarity"]  # forward: the batch's own value
+            want = styleid_score(p.float() / 255, t.float() / 255, enc, **KW)
+            assert step.item() == pytest.approx(want.item(), abs=1e-6)
+        per_item = styleid_score(preds.float() / 255, target.float() / 255, enc, reduction="none", **KW)
+        out = m.compute()
+        torch.testing.assert_close(out["samples"].detach().double(), per_item.detach().double(), atol=1e-6, rtol=0)
+        assert out["similarity"].item() == pytest.approx(per_item.mean().item(), abs=1e-6)
+    # a clip's value is the mean of its frames, each frame scored as an image
+    clips, refs = _clips(2, 3, 15), _images(2, 16)
+    frames = styleid_score(clips.float() / 255, refs.float() / 255, enc, reduction="frames", **KW)
+    by_image = styleid_score(clips.flatten(0, 1).float() / 255, refs.repeat_interleave(3, 0).float() / 255, enc,
+                             reduction="none", **KW)
+    torch.testing.assert_close(frames.flatten(), by_image, atol=1e-6, rtol=0)
+    fixed = StyleIDScore(enc, reference=refs[:1], **KW)
+    fixed.update(clips)
+    want = styleid_score(clips.float() / 255, refs[:1].float() / 255, enc, **KW)
+    assert fixed.compute()["similarity"].item() == pytest.approx(want.item(), abs=1e-6)
+    with pytest.raises(ValueError, match="clip tensor"):
+        fixed.update(torch.zeros(2, 3, 4, 48, 48))
+
+
+def test_gradients_flow_through_forward_and_match_finite_differences(enc):
+    # forward's batch value is the differentiable one; torchmetrics accumulates the states across batches under no_grad
+    target = torch.rand(1, 3, 48, 48)
+    for shape in ((3, 3, 48, 48), (2, 3, 3, 48, 48)):
+        x = torch.rand(*shape, generator=torch.Generator().manual_seed(3))
+        m = StyleIDScore(enc, normalize=True, **KW)
+        xa = x.clone().requires_grad_(True)
+        out = m(xa, target)["similarity"]
+        assert out.requires_grad == StyleIDScore.is_differentiable  # the flag tells the truth
+        (ga,) = torch.autograd.grad(out, xa)
+        xb = x.clone().requires_grad_(True)
+        (gb,) = torch.autograd.grad(styleid_score(xb, target, enc, **KW), xb)
+        torch.testing.assert_close(ga, gb, atol=1e-7, rtol=1e-4)  # class gradient == functional gradient
+        # a central finite difference along the gradient agrees with it (float32: loose tolerance)
+        direction = gb / gb.norm()
+        eps = 1e-2
+        f = lambda v: styleid_score(v, target, enc, **KW).item()
+        numeric = (f(x + eps * direction) - f(x - eps * direction)) / (2 * eps)
+        assert numeric == pytest.approx(float((gb * direction).sum()), rel=0.1, abs=1e-6)
+        assert all(p.grad is None for p in enc.parameters())
+
+
+def _clip_worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        m = StyleIDScore("test-tiny", keep_samples=True, **KW)
+        clips, refs = _clips(5, 3, 21), _images(5, 22)
+        idx = list(range(rank, 5, world))  # 3 and 2 clips
+        m.update(clips[idx], refs[idx])
+        res = m.compute()
+        if rank == 0:
+            save_file({k: v.detach().cpu().contiguous() for k, v in res.items()}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_equal_one_on_clips(tmp_path, enc):
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "ddp_clips.safetensors"
+    mp.start_processes(_clip_worker, args=(2, free_port(), str(out)), nprocs=2, join=True, start_method="fork")
+    ddp = load_file(out)
+    single = StyleIDScore(enc, keep_samples=True, **KW)
+    single.update(_clips(5, 3, 21), _images(5, 22))
+    one = single.compute()
+    for key in ("similarity", "std", "verified"):
+        assert ddp[key].item() == pytest.approx(one[key].item(), abs=1e-6), key
+    assert sorted(ddp["samples"].tolist()) == pytest.approx(sorted(one["samples"].detach().tolist()), abs=1e-6)

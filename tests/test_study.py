@@ -202,7 +202,7 @@ def test_export_and_study_errors_are_one_line(data, tmp_path, capsys):
     assert run(["study", str(data), "--output", str(tmp_path / "none"), "--export"]) == 2
     assert "no study.json" in capsys.readouterr().err
     assert run(["study", str(data), "--output", str(tmp_path / "r"), "--repeats", "12", "--trials", "12"]) == 2
-    assert "--repeats must be from 0 to trials - 1" in capsys.readouterr().err
+    assert "--repeats must be from 0 to --trials - 1" in capsys.readouterr().err
     assert run(["study", str(data), "--output", str(tmp_path / "r"), "--export", "--min-consistency", "2"]) == 2
     assert "--min-consistency must be from 0 to 1" in capsys.readouterr().err
     assert run(["study", str(tmp_path / "missing"), "--output", str(tmp_path / "r")]) == 2

@@ -44,7 +44,7 @@ def test_config_file_then_flags(tmp_path):
     (tmp_path / "c.json").write_text('{"not_an_option": 1}')
     with pytest.raises(StyleIDError, match="unknown option"):
         load_config_file(tmp_path / "c.json", TrainConfig)
-    with pytest.raises(StyleIDError, match="--data is required"):
+    with pytest.raises(StyleIDError, match="data is required"):
         build_config(TrainConfig, {}, {"max_steps": 5})
 
 
@@ -189,3 +189,21 @@ def test_bf16_grad_checkpointing_and_accumulation(tmp_path, smoke, fresh_acceler
     assert [r["lr"] for r in records] == pytest.approx([1e-2, 1e-2, 5e-3])
     state = json.loads((list_checkpoints(out)[-1][1] / "trainer_state.json").read_text())
     assert state["sampler"]["batch"] == 6  # 3 steps × 2 accumulated batches
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "linear"])
+def test_lr_schedule_warms_up_from_the_first_step_unlike_diffusers(schedule):
+    """Why the schedule is ours: diffusers' get_scheduler starts its warm-up at factor 0 (a lost first update)."""
+    from diffusers.optimization import get_scheduler
+
+    from styleid_guidance.train.step import lr_lambda
+
+    cfg = TrainConfig(lr_schedule=schedule, warmup_steps=4, max_steps=20, data="unused")
+    factors = [lr_lambda(cfg)(s) for s in range(21)]
+    assert factors[:5] == [0.25, 0.5, 0.75, 1.0, 1.0]  # the first update already moves
+    assert factors[20] == (1.0 if schedule == "constant" else pytest.approx(0.0, abs=1e-12))
+    assert all(a >= b for a, b in zip(factors[3:], factors[4:]))  # never rises after warm-up
+    theirs = get_scheduler({"constant": "constant_with_warmup"}.get(schedule, schedule),
+                           torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), num_warmup_steps=4,
+                           num_training_steps=20).lr_lambdas[0]
+    assert theirs(0) == 0.0 and factors[0] > 0

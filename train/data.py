@@ -38,7 +38,8 @@ from PIL import Image
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.files.images import IMAGE_SUFFIXES, load_image
 from styleid_guidance.perception.manifest import manifest_levels
-from styleid_guidance.encoder.preprocess import OPENAI_MEAN, OPENAI_STD, clip_preprocess, normalize
+from styleid_guidance.encoder.config import OPENAI_MEAN, OPENAI_STD
+from styleid_guidance.encoder.preprocess import clip_preprocess, normalize
 
 logger = logging.getLogger("styleid.train")
 

@@ -6,7 +6,7 @@ The frozen branch (LoRA off, no grad) gives ẑ⁽⁰⁾ for L_reg; the adapted 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -47,7 +47,12 @@ def build_encoder(cfg: TrainConfig) -> StyleIDEncoder:
                                          lora_alpha=cfg.lora_alpha, lora_targets=cfg.lora_targets)
 
 
-def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+def lr_lambda(cfg: Any) -> Callable[[int], float]:
+    """The learning-rate factor at each step of `cfg` (TrainConfig or DistillConfig): linear warm-up reaching the set lr
+    at step `warmup_steps - 1`, then constant, cosine or linear decay to 0 at `max_steps`.
+
+    Not diffusers' `get_scheduler`: its warm-up starts at factor 0 (step / warmup), so the first update is lost and
+    every later step is one behind; runs and checkpoints made with this schedule would resume differently."""
     def factor(step: int) -> float:
         if cfg.warmup_steps and step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps

@@ -19,7 +19,7 @@ import gradio as gr
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.options import DEFAULT_CROP
 
-from . import jojo, stylize, verify
+from .tabs import jojo, stylize, verify
 from .limits import Limits, open_image, thumbnail
 from .profiles import Models
 from .scoring import THRESHOLDS
@@ -88,8 +88,8 @@ def shipped_faces() -> dict[str, Path]:
 INTERNAL = {"api_visibility": "private"}
 
 
-def _file_input(label: str, elem_id: str, multiple: bool = False) -> gr.File:
-    return gr.File(file_count="multiple" if multiple else "single", file_types=["image"], type="filepath", label=label,
+def _file_input(label: str, elem_id: str, multiple: bool = False, types: tuple[str, ...] = ("image",)) -> gr.File:
+    return gr.File(file_count="multiple" if multiple else "single", file_types=list(types), type="filepath", label=label,
                    elem_id=elem_id, height=140)
 
 
@@ -109,9 +109,10 @@ def build_app(models: Models, limits: Limits | None = None, fallback_note: str |
     heavy = {"concurrency_limit": concurrency, "concurrency_id": "models"}  # all tabs share the model slots
     faces = shipped_faces()
 
-    def do_verify(files, crop, progress=gr.Progress()):
+    def do_verify(files, crop, faces, progress=gr.Progress()):
         try:
-            res = verify.run_verify(models, files, limits, progress=progress, crop=crop or DEFAULT_CROP)
+            res = verify.run_verify(models, files, limits, progress=progress, crop=crop or DEFAULT_CROP,
+                                    faces=faces or "largest")
             return res.rows, res.chart, res.message
         except Exception as err:
             return [], None, _failure(err)
@@ -147,8 +148,10 @@ def build_app(models: Models, limits: Limits | None = None, fallback_note: str |
             )
             with gr.Row():
                 with gr.Column(scale=1):
-                    files = _file_input("images (first = reference)", "verify-files", multiple=True)
+                    files = _file_input("images (first = reference; videos may follow)", "verify-files", multiple=True,
+                                        types=("image", "video"))
                     crop = gr.Radio(verify.CROP_CHOICES, value=DEFAULT_CROP, label="crop", elem_id="verify-crop")
+                    face_mode = gr.Radio(verify.FACE_CHOICES, value="largest", label="faces", elem_id="verify-faces")
                     gallery = gr.Gallery(label="uploaded images, as the server read them (first = reference)", columns=4,
                                          height=200, interactive=False, elem_id="verify-gallery")
                     upload_note = gr.Markdown(elem_id="verify-upload-note")
@@ -164,7 +167,7 @@ def build_app(models: Models, limits: Limits | None = None, fallback_note: str |
             files.change(lambda: ([], ""), None, [gallery, upload_note], queue=False, show_progress="hidden",
                          **INTERNAL).then(lambda paths: preview_verify(paths, limits), files, [gallery, upload_note],
                                           show_progress="hidden", **INTERNAL)
-            runs = [run_verify.click(do_verify, [files, crop], [verify_table, verify_chart, verify_status],
+            runs = [run_verify.click(do_verify, [files, crop, face_mode], [verify_table, verify_chart, verify_status],
                                      api_name="verify", **heavy)]
 
         with gr.Tab("Stylize", id="stylize"):

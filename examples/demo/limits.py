@@ -40,7 +40,7 @@ def display_name(path: str | os.PathLike) -> str:
     return Path(path).name
 
 
-def _without_paths(text: str, path: Path) -> str:
+def without_paths(text: str, path: Path) -> str:
     """A library message with the server-side location of the upload taken out (names only)."""
     for location in (str(path), str(path.parent), str(path.resolve().parent)):
         if location not in ("", "."):
@@ -78,7 +78,7 @@ def open_image(path: str | os.PathLike | None, what: str, limits: Limits) -> Ima
     try:
         return load_image(path)
     except StyleIDError as err:
-        detail = _without_paths(str(err).split(": ", 1)[-1], path)
+        detail = without_paths(str(err).split(": ", 1)[-1], path)
         raise StyleIDError(f"{what} ({name}): {detail}") from None
     except Exception as err:  # a decoder bug on a crafted file: still one sentence, no path
         raise StyleIDError(f"{what} ({name}): not a readable image ({type(err).__name__}); upload a PNG, JPEG or WebP file") from None

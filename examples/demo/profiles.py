@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
-import inspect
 import logging
 import threading
 from collections import OrderedDict
@@ -20,11 +18,13 @@ import torch
 from PIL import Image
 
 from styleid_guidance.errors import NoFaceError, StyleIDError
+from styleid_guidance.options import OFFLINE_DETECTOR, detector_for
+from styleid_guidance.pipelines import STYLIZERS
 
-from .weight_sources import (DEFAULT_WEIGHTS, DETECT_SIDE, FRAMEWORK_LABELS, FRAMEWORKS, IDENTITY_LABELS,
-                             IDENTITY_MODELS, PROFILE_FRAMEWORKS, PROFILES, REAL_JOJOGAN_ITERS, TINY_CALL_OVERRIDES,
-                             TINY_GUIDANCE, TINY_JOJOGAN_ITERS, _STYLIZERS, _coerce, arcface_reason,
-                             retinaface_reason, weights_reason)
+from .weight_sources import (DEFAULT_WEIGHTS, DETECT_SIDE, IDENTITY_LABELS, IDENTITY_MODELS, PROFILES, REAL_JOJOGAN_ITERS,
+                             REAL_PROFILES, TINY_CALL_OVERRIDES, TINY_GUIDANCE, TINY_JOJOGAN_ITERS, _coerce,
+                             arcface_reason, framework_label, frameworks, profile_frameworks, retinaface_reason,
+                             weights_reason)
 
 log = logging.getLogger("styleid.demo")
 
@@ -55,9 +55,9 @@ class Models:
         self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
         self.model_rootpath = model_rootpath
         self.notes: list[str] = []  # things the page should say (fallbacks taken while running)
-        self.detector = detector or ("mtcnn" if self.tiny else "retinaface")
+        self.detector = detector_for(detector, self.tiny)
         self.detector_note: str | None = None  # why the detector is not the one asked for
-        if self.detector == "retinaface" and not self.tiny:
+        if self.detector != OFFLINE_DETECTOR and not self.tiny:  # RetinaFace: its weights may be missing
             why = retinaface_reason(model_rootpath)
             if why:  # MTCNN ships its weights: say up front what will find the faces
                 self._use_mtcnn(why)
@@ -154,7 +154,7 @@ class Models:
         except NoFaceError:
             return []
         except StyleIDError as err:
-            if self.detector == "mtcnn":
+            if self.detector == OFFLINE_DETECTOR:
                 raise
             self._use_mtcnn(_first_line(err))
             return detect_faces(image, detector=self.detector, device=self.device)
@@ -162,20 +162,22 @@ class Models:
     def _use_mtcnn(self, why: str) -> None:
         self.notes.append(f"Face detector {self.detector} is unavailable ({why}); using MTCNN instead.")
         self.detector_note = f"{self.detector} unavailable: {why}"
-        self.detector = "mtcnn"
+        self.detector = OFFLINE_DETECTOR
 
     # -- stylizers ------------------------------------------------------------------------------------
 
     def stylizer(self, framework: str):
-        label = FRAMEWORK_LABELS[framework]
+        label = framework_label(framework)
         return self._get(f"fw:{framework}", label, lambda: self._build_stylizer(framework))
 
     def _stylizer_class(self, framework: str):
-        module, name = _STYLIZERS[framework]
+        entry = STYLIZERS[framework]
         try:
-            return getattr(importlib.import_module(module), name)
-        except Exception as err:  # ImportError, or the module itself raising while it is being written
-            raise StyleIDError(f"cannot import {module}.{name} ({type(err).__name__}: {_first_line(err)})") from None
+            return entry.load()  # an ImportError comes back as a one-line StyleIDError
+        except StyleIDError:
+            raise
+        except Exception as err:  # the module itself raising while it is being imported
+            raise StyleIDError(f"cannot import {entry.target} ({type(err).__name__}: {_first_line(err)})") from None
 
     def _framework_kwargs(self, framework: str) -> dict[str, Any]:
         prefix = f"{framework}."
@@ -191,9 +193,9 @@ class Models:
         return cls.from_pretrained(device=str(self.device), **self._framework_kwargs(framework))
 
     def _profile_reason(self, framework: str) -> str | None:
-        if framework in PROFILE_FRAMEWORKS[self.profile]:
+        if framework in profile_frameworks(self.profile):
             return None
-        needs = next(p for p in ("sd15", "sdxl", "flux") if framework in PROFILE_FRAMEWORKS[p])
+        needs = next(p for p in REAL_PROFILES if framework in profile_frameworks(p))
         return f"not part of the {self.profile} profile (launch with --profile {needs} or larger)"
 
     # -- JoJoGAN --------------------------------------------------------------------------------------
@@ -222,8 +224,8 @@ class Models:
         rows = []
         for name in IDENTITY_MODELS:
             rows.append(Availability(f"id:{name}", IDENTITY_LABELS[name], self._failed.get(f"id:{name}") or self._identity_reason(name)))
-        for fw in FRAMEWORKS:
-            rows.append(Availability(f"fw:{fw}", FRAMEWORK_LABELS[fw], self._failed.get(f"fw:{fw}") or self._framework_reason(fw)))
+        for fw in frameworks():
+            rows.append(Availability(f"fw:{fw}", framework_label(fw), self._failed.get(f"fw:{fw}") or self._framework_reason(fw)))
         rows.append(Availability("jojogan", "JoJoGAN", self._failed.get("jojogan") or self._jojogan_reason()))
         rows.append(Availability("detector", "Face detector", None,
                                  self.detector.upper() + (f"; {self.detector_note}" if self.detector_note else "")))
@@ -248,16 +250,13 @@ class Models:
         if reason:
             return reason
         try:
-            cls = self._stylizer_class(framework)
+            self._stylizer_class(framework)
         except StyleIDError as err:
             return str(err)
         if self.tiny:
             return None
-        # the Hub ids / folders from_pretrained would load (its defaults, with --weights overrides)
-        params = inspect.signature(cls.from_pretrained).parameters
-        given = self._framework_kwargs(framework)
-        for arg, p in params.items():
-            value = given.get(arg, p.default)
+        # the Hub ids / folders from_pretrained would load: the registry's, with --weights overrides
+        for arg, value in {**STYLIZERS[framework].models, **self._framework_kwargs(framework)}.items():
             if isinstance(value, str) and "/" in value:
                 reason = weights_reason(value, f"{arg}")
                 if reason:

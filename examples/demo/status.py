@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .profiles import Availability, Models
-from .weight_sources import FRAMEWORK_LABELS, FRAMEWORKS, IDENTITY_LABELS, IDENTITY_MODELS, TINY_BANNER
+from .weight_sources import IDENTITY_LABELS, IDENTITY_MODELS, TINY_BANNER, framework_label, frameworks
 
 
 @dataclass
@@ -31,12 +31,12 @@ def _join(labels: list[str]) -> str:
 def summarize(models: Models) -> Summary:
     rows = {a.key: a for a in models.availability() if a.key != "detector"}
     ok = {k for k, a in rows.items() if a.reason is None}
-    out = {f"fw:{f}" for f in FRAMEWORKS if models._profile_reason(f)}
+    out = {f"fw:{f}" for f in frameworks() if models._profile_reason(f)}
     usable = [a.label for k, a in rows.items() if k in ok]
     unavailable = {a.label: a.reason for k, a in rows.items() if k not in ok and k not in out}
     excluded = [a.label for k, a in rows.items() if k in out]
     ids = [IDENTITY_LABELS[m] for m in IDENTITY_MODELS if f"id:{m}" in ok]
-    fws = [FRAMEWORK_LABELS[f] for f in FRAMEWORKS if f"fw:{f}" in ok]
+    fws = [framework_label(f) for f in frameworks() if f"fw:{f}" in ok]
     guides = [IDENTITY_LABELS[m] for m in ("arcface", "styleid") if f"id:{m}" in ok]
     tabs = {
         "Verify": f"scores with {_join(ids)}" if ids else "cannot run: no identity model is available",

@@ -26,25 +26,41 @@ from typing import Any
 
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.hub.resolve import hub_endpoint, reachable
+from styleid_guidance.pipelines import BASE_FAMILIES, STYLIZERS, stylizer_names
 
 log = logging.getLogger("styleid.demo")
 
-PROFILES = ("auto", "tiny", "sd15", "sdxl", "flux")
+PROFILES = ("auto", "tiny", *BASE_FAMILIES)
 DEFAULT_REAL_PROFILE = "sd15"
 
 IDENTITY_MODELS = ("styleid", "arcface", "clip")
 IDENTITY_LABELS = {"styleid": "StyleID", "arcface": "ArcFace", "clip": "CLIP"}
 
-FRAMEWORKS = ("ip_adapter", "instantid", "infiniteyou", "kontext")
-FRAMEWORK_LABELS = {"ip_adapter": "IP-Adapter", "instantid": "InstantID", "infiniteyou": "InfiniteYou", "kontext": "FLUX.1 Kontext"}
-_STYLIZERS = {
-    "ip_adapter": ("styleid_guidance.pipelines.ip_adapter", "IPAdapterStylizer"),
-    "instantid": ("styleid_guidance.pipelines.instantid", "InstantIDStylizer"),
-    "infiniteyou": ("styleid_guidance.pipelines.infiniteyou", "InfiniteYouStylizer"),
-    "kontext": ("styleid_guidance.pipelines.kontext", "KontextStylizer"),
-}
-# Each real profile adds the next, heavier base model.
-PROFILE_FRAMEWORKS = {"tiny": FRAMEWORKS, "sd15": ("ip_adapter",), "sdxl": ("ip_adapter", "instantid"), "flux": FRAMEWORKS}
+REAL_PROFILES = BASE_FAMILIES  # each real profile adds the next, heavier base-model family (sd15 < sdxl < flux)
+
+
+def frameworks() -> tuple[str, ...]:
+    """The Stylize tab's columns: every image stylizer in the registry (`styleid_guidance.pipelines.STYLIZERS`),
+    in registration order, read on each use (a stylizer registered after start-up is there too)."""
+    return stylizer_names("image")
+
+
+def framework_label(framework: str) -> str:
+    return STYLIZERS[framework].label
+
+
+def profile_frameworks(profile: str) -> tuple[str, ...]:
+    """The frameworks a profile runs: all of them with tiny models; a real profile, those whose base-model family
+    is not heavier than it (a family the registry does not rank counts as the heaviest)."""
+    if profile == "tiny":
+        return frameworks()
+    rank = REAL_PROFILES.index(profile)
+
+    def family(fw: str) -> int:
+        base = STYLIZERS[fw].base
+        return REAL_PROFILES.index(base) if base in REAL_PROFILES else len(REAL_PROFILES) - 1
+
+    return tuple(fw for fw in frameworks() if family(fw) <= rank)
 
 # Real-profile defaults; styleid and arcface come from --model / --arcface-model, the rest from --weights KEY=VALUE.
 DEFAULT_WEIGHTS = {
@@ -176,9 +192,9 @@ def parse_weight_overrides(items: list[str] | None) -> dict[str, str]:
         if not sep or not key or not value.strip():
             raise StyleIDError(f"{item!r}: expected KEY=VALUE, e.g. jojogan.stylegan_ckpt=/models/stylegan2-ffhq-config-f.pt")
         head = key.split(".", 1)[0]
-        if key not in DEFAULT_WEIGHTS and head not in FRAMEWORKS:
+        if key not in DEFAULT_WEIGHTS and head not in frameworks():
             raise StyleIDError(f"{item!r}: unknown key {key!r}; use one of {', '.join(DEFAULT_WEIGHTS)} or "
-                               f"{'/'.join(FRAMEWORKS)}.ARGUMENT (an argument of that stylizer's from_pretrained)")
+                               f"{'/'.join(frameworks())}.ARGUMENT (an argument of that stylizer's from_pretrained)")
         out[key] = value.strip()
     return out
 

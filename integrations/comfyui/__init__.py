@@ -1,7 +1,7 @@
 """StyleID for ComfyUI: identity scoring, likeness gating, identity guidance and JoJoGAN as a node pack.
 
 Nodes (category "StyleID"): StyleIDLoader, StyleIDSimilarity, StyleIDLikenessGate, StyleIDGuidance,
-JoJoGANTrain, JoJoGANStylize; custom types STYLEID_MODEL and JOJOGAN_MODEL. Models: ComfyUI/models/styleid and
+JoJoGANTrain, JoJoGANStylize, StyleIDPickFace; custom types STYLEID_MODEL and JOJOGAN_MODEL. Models: ComfyUI/models/styleid and
 ComfyUI/models/jojogan (never downloaded). Written for ComfyUI's V3 node schema (`comfy_api.latest`), tested
 on ComfyUI 0.3.64 and 0.33.0 (TESTED_COMFYUI; SUPPORTED_COMFYUI is the range users may run).
 
@@ -20,7 +20,8 @@ from typing import Any
 TESTED_COMFYUI = ("0.3.64", "0.33.0")
 # No upper bound: nothing newer is known to break the pack, and a cap would refuse the 0.4x releases people run.
 SUPPORTED_COMFYUI = ">=0.3.64"
-NODE_IDS = ("StyleIDLoader", "StyleIDSimilarity", "StyleIDLikenessGate", "StyleIDGuidance", "JoJoGANTrain", "JoJoGANStylize")
+NODE_IDS = ("StyleIDLoader", "StyleIDSimilarity", "StyleIDLikenessGate", "StyleIDGuidance", "JoJoGANTrain", "JoJoGANStylize",
+            "StyleIDPickFace")
 PACKAGE = "styleid_guidance.integrations.comfyui"
 
 

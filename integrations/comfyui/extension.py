@@ -6,10 +6,11 @@ from comfy_api.latest import ComfyExtension, io
 from .models import register_model_folders
 from .nodes_guidance import StyleIDGuidance
 from .nodes_jojogan import JoJoGANStylize, JoJoGANTrain
+from .nodes_people import StyleIDPickFace
 from .nodes_scoring import StyleIDLikenessGate, StyleIDLoader, StyleIDSimilarity
 
 NODES: list[type[io.ComfyNode]] = [StyleIDLoader, StyleIDSimilarity, StyleIDLikenessGate, StyleIDGuidance,
-                                   JoJoGANTrain, JoJoGANStylize]
+                                   JoJoGANTrain, JoJoGANStylize, StyleIDPickFace]
 
 
 class StyleIDExtension(ComfyExtension):

@@ -18,6 +18,7 @@ import torch
 
 from styleid_guidance.errors import NoFaceError, StyleIDError
 from styleid_guidance.eval.calibration import Calibration, read_calibration
+from styleid_guidance.options import DETECTORS, OFFLINE_DETECTOR, PRECISIONS
 
 TEST_TINY = "test-tiny"
 STYLEID_FOLDER = "styleid"
@@ -25,9 +26,7 @@ JOJOGAN_FOLDER = "jojogan"
 ARCFACE_SUFFIXES = (".pth", ".pt", ".safetensors")
 STYLE_SUFFIXES = (".pt", ".pth")
 RETINAFACE_FILE = "detection_Resnet50_Final.pth"  # facexlib's detector weights: a detector, not an identity model
-DETECTORS = ("mtcnn", "retinaface")
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "auto", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")  # "auto": ComfyUI's own device (its --cpu and GPU choice), see resolve_device
 
 
 def register_model_folders() -> None:
@@ -102,7 +101,7 @@ def detector_rootpath(detector: str) -> str | None:
     ships its weights (None). Never a download: missing weights are one sentence."""
     if detector not in DETECTORS:
         raise StyleIDError(f"detector must be one of {', '.join(DETECTORS)}, got {detector!r}")
-    if detector == "mtcnn":
+    if detector == OFFLINE_DETECTOR:
         return None
     from styleid_guidance.hub.resolve import facexlib_weights_dir
 
@@ -164,7 +163,7 @@ class StyleIDModel:
         return torch.cat(out).float().cpu(), found
 
 
-def load_styleid_model(name: str, device: str = "auto", precision: str = "fp32", detector: str = "mtcnn") -> StyleIDModel:
+def load_styleid_model(name: str, device: str = "auto", precision: str = "fp32", detector: str = OFFLINE_DETECTOR) -> StyleIDModel:
     """Build the STYLEID_MODEL named `name` (see `styleid_choices`)."""
     from styleid_guidance import StyleIDEncoder
     from styleid_guidance.identity_losses import ArcFaceLoss, StyleIDLoss

@@ -7,6 +7,7 @@ import torch
 from comfy_api.latest import io
 
 from styleid_guidance.errors import StyleIDError
+from styleid_guidance.options import DEFAULT_PEOPLE_CONTRAST
 
 from . import models
 from .guidance import patch_model
@@ -35,6 +36,15 @@ class StyleIDGuidance(io.ComfyNode):
                 io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01),
                 io.Float.Input("end_percent", default=0.9, min=0.0, max=1.0, step=0.01),
                 io.Int.Input("every_n_steps", default=1, min=1, max=1000),
+                io.Int.Input("frames_per_step", default=4, min=1, max=1024, optional=True,
+                             tooltip="video models (Wan): latent frames decoded per guided step, spread over the clip "
+                                     "and rotating, so every frame is guided within frames ÷ this many steps"),
+                io.Mask.Input("regions", optional=True,
+                              tooltip="several people: one mask per reference photo (in order, one face per photo), "
+                                      "each painting that person's face region; each is pulled toward their own photo"),
+                io.Float.Input("contrast", default=DEFAULT_PEOPLE_CONTRAST, min=0.0, max=5.0, step=0.05, optional=True,
+                               tooltip="several people: also push each face off the most similar other person's "
+                                       "reference, with this weight (against swaps and merges)"),
                 *more_references_input(),
             ],
             outputs=[io.Model.Output()],
@@ -42,12 +52,14 @@ class StyleIDGuidance(io.ComfyNode):
 
     @classmethod
     def execute(cls, model: Any, vae: Any, styleid_model: models.StyleIDModel, reference: torch.Tensor, scale: float,
-                start_percent: float, end_percent: float, every_n_steps: int,
+                start_percent: float, end_percent: float, every_n_steps: int, frames_per_step: int = 4,
+                regions: torch.Tensor | None = None, contrast: float = DEFAULT_PEOPLE_CONTRAST,
                 more_references: dict | None = None) -> io.NodeOutput:
         scale = check_finite(scale, "scale")
         if scale < 0:
             raise StyleIDError(f"scale must be >= 0, got {scale}")
         refs = reference_photos(reference, more_references)
         patched, _ = patch_model(model, vae, styleid_model, refs, scale, check_finite(start_percent, "start_percent"),
-                                 check_finite(end_percent, "end_percent"), int(every_n_steps))
+                                 check_finite(end_percent, "end_percent"), int(every_n_steps), int(frames_per_step),
+                                 regions, check_finite(contrast, "contrast"))
         return io.NodeOutput(patched)

@@ -32,7 +32,7 @@ class JoJoGANModel:
     generator: Any
 
 
-def _base(name: str, detector: str = "mtcnn") -> Any:
+def _base(name: str, detector: str = models.OFFLINE_DETECTOR) -> Any:
     from styleid_guidance.jojogan.api import JoJoGAN
 
     if name not in BASES:
@@ -91,7 +91,7 @@ class JoJoGANTrain(io.ComfyNode):
                 raise StyleIDError(f"id_loss {id_loss!r} needs a {id_loss} model, but styleid_model is "
                                    f"{styleid_model.kind} ({styleid_model.name})")
             id_model = styleid_model.face.model
-        jj = _base(base, styleid_model.detector if styleid_model is not None else "mtcnn")
+        jj = _base(base, styleid_model.detector if styleid_model is not None else models.OFFLINE_DETECTOR)
         # ComfyUI runs nodes under inference mode; fine-tuning needs autograd
         with torch.inference_mode(False), torch.enable_grad():
             generator = jj.finetune(refs, identity_loss=id_loss, id_weight=float(id_weight), num_iter=int(iterations),

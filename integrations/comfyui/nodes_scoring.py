@@ -15,6 +15,7 @@ from styleid_guidance.options import DEFAULT_THRESHOLD
 
 from . import models
 from .images import bchw_to_image, check_finite, empty_image, image_to_bchw, reference_photos
+from .people import FACE_MODES, check_face_mode, score_all_faces
 from .scoring import GATE_MODES, annotate, clip_summary, curve_image, gate, score
 
 CATEGORY = "StyleID"
@@ -26,6 +27,16 @@ ON_EMPTY = ("skip_downstream", "empty_batch")
 MAX_MORE_REFERENCES = 8
 # what the `images` batch is: separate pictures, or the frames of one clip (LoadVideo → GetVideoComponents)
 BATCH_KINDS = ("images", "video frames")
+
+
+def people_inputs() -> list[io.Input]:
+    """faces = all: every face of each image, assigned to the people of the reference photos (one photo each)."""
+    return [io.Combo.Input("faces", options=list(FACE_MODES), default="largest", optional=True,
+                           tooltip="largest: the largest face against every reference photo of one person; all: every "
+                                   "face, assigned to the people of the reference photos (one photo per person)"),
+            io.String.Input("people", default="", optional=True,
+                            tooltip="faces = all: the reference photos' names, comma-separated, in order "
+                                    "(empty: person_1, person_2, ...)")]
 
 
 def more_references_input() -> list[io.Input]:
@@ -55,7 +66,7 @@ class StyleIDLoader(io.ComfyNode):
                                tooltip="fp32 gives the scores `styleid verify --precision fp32` gives on the same pixels "
                                         "(newer ComfyUIs decode JPEGs in LoadImage with PyAV, whose pixels differ "
                                         "from PIL's; compare on PNGs)"),
-                io.Combo.Input("detector", options=list(models.DETECTORS), default="mtcnn",
+                io.Combo.Input("detector", options=list(models.DETECTORS), default=models.OFFLINE_DETECTOR,
                                tooltip="mtcnn ships its weights (CPU, no insightface build); retinaface needs "
                                        "detection_Resnet50_Final.pth in ComfyUI/models/styleid"),
             ],
@@ -96,6 +107,7 @@ class StyleIDSimilarity(io.ComfyNode):
                                tooltip="video frames: the batch is one clip (GetVideoComponents' images)"),
                 io.Float.Input("fps", default=0.0, min=0.0, max=1000.0, optional=True,
                                tooltip="the clip's frame rate (GetVideoComponents' fps) for a time axis; 0 = frames"),
+                *people_inputs(),
                 *more_references_input(),
             ],
             outputs=[
@@ -110,14 +122,20 @@ class StyleIDSimilarity(io.ComfyNode):
 
     @classmethod
     def execute(cls, styleid_model: models.StyleIDModel, reference: torch.Tensor, images: torch.Tensor,
-                threshold: float, batch_is: str = "images", fps: float = 0.0,
-                more_references: dict | None = None) -> io.NodeOutput:
+                threshold: float, batch_is: str = "images", fps: float = 0.0, faces: str = "largest",
+                people: str = "", more_references: dict | None = None) -> io.NodeOutput:
         threshold = check_finite(threshold, "threshold")
         if batch_is not in BATCH_KINDS:
             raise StyleIDError(f"batch_is must be one of {', '.join(BATCH_KINDS)}, got {batch_is!r}")
         fps = check_finite(fps, "fps")
         refs = reference_photos(reference, more_references)
         x = image_to_bchw(images, "images")
+        if check_face_mode(faces) == "all":  # one row per (image, person) in the table; the preview names every face
+            ps = score_all_faces(styleid_model, refs, people, x, threshold)
+            likeness = [-1.0 if (v := styleid_model.likeness(m)) is None else v for m in ps.similarity]
+            shown = {"similarity": ps.similarity, "same": ps.same, "likeness_percent": likeness, "people": ps.ui(),
+                     "table": [ps.table()]}
+            return io.NodeOutput(ps.similarity, ps.same, likeness, ps.table(), bchw_to_image(ps.preview(x)), ui=shown)
         s = score(styleid_model, refs, x, threshold)
         likeness = [-1.0 if v is None else v for v in s.likeness]
         shown = {"similarity": s.similarity, "same": s.same, "likeness_percent": likeness, "face_found": s.face_found,
@@ -148,6 +166,7 @@ class StyleIDLikenessGate(io.ComfyNode):
                 io.Float.Input("threshold", default=DEFAULT_THRESHOLD, min=-1.0, max=1.0, step=0.01),
                 io.Int.Input("top_k", default=1, min=1, max=4096),
                 io.Combo.Input("on_empty", options=list(ON_EMPTY), default="skip_downstream", optional=True),
+                *people_inputs(),
                 *more_references_input(),
             ],
             outputs=[
@@ -161,13 +180,16 @@ class StyleIDLikenessGate(io.ComfyNode):
 
     @classmethod
     def execute(cls, styleid_model: models.StyleIDModel, reference: torch.Tensor, images: torch.Tensor, mode: str,
-                threshold: float, top_k: int, on_empty: str = "skip_downstream",
-                more_references: dict | None = None) -> io.NodeOutput:
+                threshold: float, top_k: int, on_empty: str = "skip_downstream", faces: str = "largest",
+                people: str = "", more_references: dict | None = None) -> io.NodeOutput:
         threshold = check_finite(threshold, "threshold")
         refs = reference_photos(reference, more_references)
         x = image_to_bchw(images, "images")
-        s = score(styleid_model, refs, x, threshold)
-        result = gate(s.similarity, mode, threshold, int(top_k))
+        if check_face_mode(faces) == "all":  # an image passes on its weakest person (a missing one counts -1): everyone recognisable
+            sims = score_all_faces(styleid_model, refs, people, x, threshold).lowest
+        else:
+            sims = score(styleid_model, refs, x, threshold).similarity
+        result = gate(sims, mode, threshold, int(top_k))
         h, w = x.shape[-2:]
 
         def pick(idx: list[int]) -> torch.Tensor | ExecutionBlocker:

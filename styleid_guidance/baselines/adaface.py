@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import StyleIDError
+from ..errors import Arg, StyleIDError
 
 # preferred first when a folder holds several; the paper's Table 1 uses an IR-101 AdaFace
 ADAFACE_FILES = (
@@ -220,8 +220,9 @@ def find_weights(path_or_dir: str | os.PathLike | None = None) -> Path:
             return found[0]
         if len(found) > 1:
             raise StyleIDError(f"{folder}: {len(found)} checkpoints ({found[0].name}, {found[1].name}, ...); pass the file")
-    raise StyleIDError(f"AdaFace weights not found in {folder}: put {ADAFACE_FILES[0]} (or another AdaFace IR .ckpt, "
-                       f"from {WHERE_TO_GET}) there, or pass the file's path")
+    raise StyleIDError("AdaFace weights not found in {folder}: put {file} (or another AdaFace IR .ckpt, from {where}) "
+                       "there, or pass the file's path as {path}", param="path_or_dir", folder=folder, file=ADAFACE_FILES[0],
+                       where=WHERE_TO_GET, path=Arg("path_or_dir", flag="--baseline", metavar="adaface=PATH"))
 
 
 def load_adaface(path_or_dir: str | os.PathLike | None = None, device: torch.device | str | None = None,

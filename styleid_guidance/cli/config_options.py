@@ -53,7 +53,8 @@ def _scalar_type(annotation: Any) -> tuple[type, bool]:
 
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, groups: dict[str, str] | None = None) -> None:
     """One option per field of `cls`: `--field-name` (plus `metadata["aliases"]`), help from
-    `metadata["help"]`, choices from `metadata["choices"]`. Defaults are *not* set on the parser, so
+    `metadata["help"]`, choices from `metadata["choices"]` (`metadata["flag"]` names it otherwise, `groups` may map
+    a group to an argument group already made). Defaults are *not* set on the parser, so
     `given_options` returns only what the user typed (flags beat the config file)."""
     made: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
@@ -64,9 +65,13 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, groups: di
         group_name = meta.get("group", "")
         target = made.get(group_name)
         if target is None:
-            target = parser.add_argument_group((groups or {}).get(group_name, group_name)) if group_name else parser
+            title = (groups or {}).get(group_name, group_name)
+            if isinstance(title, argparse._ArgumentGroup):  # a group the caller made, with its own flags in it
+                target = title
+            else:
+                target = parser.add_argument_group(title) if group_name else parser
             made[group_name] = target
-        names = ["--" + f.name.replace("_", "-"), *meta.get("aliases", ())]
+        names = [meta.get("flag", "--" + f.name.replace("_", "-")), *meta.get("aliases", ())]
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
         help_text = meta.get("help", "") + (f" (default: {default})" if default not in (None, "") else "")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StyleIDError
+from ..options import detector_for
 from . import flags, parsing, runtime
 
 SUFFIXES = (".npy", ".safetensors")
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise StyleIDError(f"{args.folder}: no images (.png, .jpg, .webp ...) found")
     encoder = runtime.load_encoder(args)
-    detector = args.detector or "retinaface"
+    detector = detector_for(args.detector)
     chunks, kept, skipped = [], [], []
     with torch.inference_mode():
         for i in tqdm(range(0, len(files), args.batch_size), desc="embedding", unit="batch", disable=args.no_progress):

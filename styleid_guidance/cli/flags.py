@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..options import CROPS, DEFAULT_CROP, DEFAULT_THRESHOLD, DETECTORS, RELEASED_MODEL
+from ..options import CROPS, DEFAULT_CROP, DEFAULT_THRESHOLD, DETECTORS, PRECISIONS, RELEASED_MODEL
 from .values import finite_float, level_list, positive_int
 
 class ModelFlag(argparse._StoreAction):
@@ -51,9 +51,6 @@ def add_arcface_model(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> N
 
 def add_device(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def add_precision(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str = "auto") -> None:

@@ -10,11 +10,11 @@ from ..errors import StyleIDError
 
 
 class for_option:
-    """`with for_option("--model", value):` — a library error raised inside gets the flag named in
-    its command-line phrasing (`StyleIDError.cli`).
+    """`with for_option("--model", value):` — a library error raised inside learns which flag its value came from
+    (`StyleIDError.option`, `.option_value`), and its command-line wording names that flag (`StyleIDError.for_cli`).
 
     Library code says what is wrong with a value ("'x' is not a folder or Hub id"); only the CLI knows
-    which flag the value came from."""
+    which flag the value came from. The innermost `for_option` wins."""
 
     def __init__(self, flag: str, value: object = None) -> None:
         self.flag, self.value = flag, value
@@ -23,14 +23,8 @@ class for_option:
         return None
 
     def __exit__(self, kind: type | None, err: BaseException | None, tb: object) -> bool:
-        if isinstance(err, StyleIDError) and err.cli is None:
-            message = str(err)
-            if message.startswith(self.flag):
-                err.cli = message
-            elif self.value is not None and message.startswith(str(self.value)):
-                err.cli = f"{self.flag} {message}"
-            else:
-                err.cli = f"{self.flag} {self.value}: {message}" if self.value is not None else f"{self.flag}: {message}"
+        if isinstance(err, StyleIDError) and err.option is None:
+            err.option, err.option_value = self.flag, self.value
         return False
 
 

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..options import detector_for
 from . import flags, parsing, runtime
 
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             check_writable_file(args.json)
     encoder = runtime.load_encoder(args)
     with parsing.for_option("--model", args.model):
-        results = verify(args.a, files[1:], encoder, threshold=args.threshold, crop=args.crop, detector=args.detector or "retinaface",
+        results = verify(args.a, files[1:], encoder, threshold=args.threshold, crop=args.crop, detector=detector_for(args.detector),
                          model_rootpath=args.model_rootpath, precision=args.precision, model_name=str(args.model),
                          facial_areas=args.json is not None)
     if args.json is not None:

@@ -14,9 +14,12 @@ from typing import Any
 
 from ..errors import StyleIDError
 
+# open_clip.constants.OPENAI_DATASET_MEAN / _STD (tests/test_encoder.py checks they stay equal): named here, not
+# imported, because importing open_clip takes seconds and this module is read by `styleid train --help`
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 LORA_TARGETS = ("attn", "mlp", "attn+mlp")
+LORA_RENAMED = {"rank": "lora_rank", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "lora_targets"}
 
 
 @dataclass
@@ -24,24 +27,32 @@ class LoraSettings:
     """LoRA on the vision tower. The paper states the rank (8), not alpha; alpha = rank (peft's scaling 1.0)
     is this project's default, measured in train/README.md against the public settings' alpha/r = 0.125."""
 
-    rank: int = field(default=8, metadata={"help": "LoRA rank r; 0 = no adapter (the plain backbone)"})
-    alpha: float = field(default=8.0, metadata={"help": "LoRA alpha; the update is scaled by alpha / rank"})
-    dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA input"})
-    targets: str | list[str] = field(default="attn+mlp", metadata={
+    # the project's one spelling (from_open_clip's arguments, TrainConfig, --lora-rank ...); peft's `r` and
+    # `target_modules` appear only where peft is called and in its adapter_config.json
+    lora_rank: int = field(default=8, metadata={"help": "LoRA rank r; 0 = no adapter (the plain backbone)"})
+    lora_alpha: float = field(default=8.0, metadata={"help": "LoRA alpha; the update is scaled by alpha / rank"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA input"})
+    lora_targets: str | list[str] = field(default="attn+mlp", metadata={
         "help": "attn (q, k, v, out), mlp (both linear layers), attn+mlp, or a list of module names"})
 
     def __post_init__(self) -> None:
-        if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 0:
-            raise StyleIDError(f"LoRA rank must be a whole number ≥ 0, got {self.rank!r}")
-        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha > 0):
-            raise StyleIDError(f"LoRA alpha must be a finite number > 0, got {self.alpha!r}")
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
-            raise StyleIDError(f"LoRA dropout must be in [0, 1), got {self.dropout!r}")
-        if isinstance(self.targets, str):
-            if self.targets not in LORA_TARGETS:
-                raise StyleIDError(f"lora targets must be one of {', '.join(LORA_TARGETS)} or a list of module names, got {self.targets!r}")
-        elif not (isinstance(self.targets, (list, tuple)) and self.targets and all(isinstance(t, str) for t in self.targets)):
-            raise StyleIDError(f"lora targets must be one of {', '.join(LORA_TARGETS)} or a list of module names, got {self.targets!r}")
+        if not isinstance(self.lora_rank, int) or isinstance(self.lora_rank, bool) or self.lora_rank < 0:
+            raise StyleIDError(f"lora_rank must be a whole number ≥ 0, got {self.lora_rank!r}")
+        if not (isinstance(self.lora_alpha, (int, float)) and math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
+            raise StyleIDError(f"lora_alpha must be a finite number > 0, got {self.lora_alpha!r}")
+        if not (isinstance(self.lora_dropout, (int, float)) and 0.0 <= self.lora_dropout < 1.0):
+            raise StyleIDError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+        targets = self.lora_targets
+        if isinstance(targets, str):
+            if targets not in LORA_TARGETS:
+                raise StyleIDError(f"lora_targets must be one of {', '.join(LORA_TARGETS)} or a list of module names, got {targets!r}")
+        elif not (isinstance(targets, (list, tuple)) and targets and all(isinstance(t, str) for t in targets)):
+            raise StyleIDError(f"lora_targets must be one of {', '.join(LORA_TARGETS)} or a list of module names, got {targets!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LoraSettings":
+        """Settings from a mapping; the names of folders written before the one spelling (rank, alpha, ...) still read."""
+        return cls(**{LORA_RENAMED.get(k, k): v for k, v in d.items()})
 
 
 @dataclass
@@ -69,7 +80,7 @@ class StyleIDConfig:
         if len(self.image_mean) != 3 or len(self.image_std) != 3 or not all(s > 0 for s in self.image_std):
             raise StyleIDError(f"image_mean and image_std need 3 values (std > 0), got {self.image_mean}, {self.image_std}")
         if isinstance(self.lora, dict):
-            self.lora = LoraSettings(**self.lora)
+            self.lora = LoraSettings.from_dict(self.lora)
 
     def to_dict(self) -> dict[str, Any]:
         """The saved form: the backbone only (LoRA lives in adapter_config.json)."""
@@ -94,7 +105,7 @@ class StyleIDConfig:
         try:
             config = cls(**values)
             if isinstance(lora, dict):
-                config.lora = LoraSettings(**lora)
+                config.lora = LoraSettings.from_dict(lora)
         except TypeError as err:
             raise StyleIDError(f"{where}: {err}") from None
         except StyleIDError as err:

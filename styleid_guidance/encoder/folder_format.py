@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from .config import LoraSettings, StyleIDConfig
 from ..errors import StyleIDError
-from .transformers_format import load_safetensors, read_json
+from ..files.safeload import load_safetensors, read_json
 
 CONFIG_NAME = "styleid_config.json"
 BACKBONE_WEIGHTS = "backbone.safetensors"
@@ -44,8 +44,8 @@ def read_lora_settings(folder: Path, config: StyleIDConfig) -> LoraSettings:
     if not path.exists():
         named = read_json(folder / CONFIG_NAME).get("lora")  # the config file's own words, not the dataclass default
         if isinstance(named, dict) and int(named.get("rank", 0) or 0) > 0:  # an old folder that still names a rank
-            raise StyleIDError(f"{folder}: config says LoRA rank {config.lora.rank} but {ADAPTER_CONFIG} is missing")
-        return LoraSettings(rank=0)
+            raise StyleIDError(f"{folder}: config says LoRA rank {config.lora.lora_rank} but {ADAPTER_CONFIG} is missing")
+        return LoraSettings(lora_rank=0)
     raw = read_json(path)
     if not isinstance(raw, dict) or str(raw.get("peft_type", "LORA")).upper() != "LORA":
         raise StyleIDError(f"{path}: not a peft LoRA adapter config")
@@ -54,8 +54,9 @@ def read_lora_settings(folder: Path, config: StyleIDConfig) -> LoraSettings:
         raise StyleIDError(f"{path}: missing field(s) {', '.join(missing)}")
     targets = raw["target_modules"]
     try:
-        return LoraSettings(rank=int(raw["r"]), alpha=float(raw["lora_alpha"]), dropout=float(raw.get("lora_dropout") or 0.0),
-                            targets=sorted(targets) if isinstance(targets, (list, set)) else targets)
+        return LoraSettings(lora_rank=int(raw["r"]), lora_alpha=float(raw["lora_alpha"]),
+                            lora_dropout=float(raw.get("lora_dropout") or 0.0),
+                            lora_targets=sorted(targets) if isinstance(targets, (list, set)) else targets)
     except (TypeError, ValueError, StyleIDError) as err:
         raise StyleIDError(f"{path}: {err}") from None
 

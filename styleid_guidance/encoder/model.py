@@ -24,7 +24,7 @@ from PIL import Image
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import save_file
 
-from . import folder_format as io
+from . import folder_format
 from .attention import split_attention_projections, to_fused_names
 from .backbones import (TEST_TINY, build_backbone, check_model_name, lora_target_modules, open_clip_config,
                         quick_gelu_for, vit_kwargs_from_open_clip)
@@ -34,11 +34,11 @@ from ..errors import StyleIDError
 from ..files.atomic import atomic_dir
 from ..hub.resolve import resolve_model_dir
 from ..files.images import ImageInput, load_image, to_tensor
-from ..options import CROPS, DEFAULT_CROP, RELEASED_MODEL
+from ..options import CROPS, DEFAULT_CROP, DEFAULT_DETECTOR, RELEASED_MODEL
 from .preprocess import clip_preprocess
 from .transformers_format import load_transformers_folder, write_transformers_folder
 
-CONFIG_NAME = io.CONFIG_NAME
+CONFIG_NAME = folder_format.CONFIG_NAME
 _DEFAULT_LORA = LoraSettings()
 
 
@@ -55,12 +55,12 @@ class StyleIDEncoder(nn.Module):
             p.requires_grad_(False)
         # exact LoRA on attention (see attention.py); weights are shared, embeddings unchanged
         self.visual: nn.Module = split_attention_projections(visual)
-        if config.lora.rank > 0:
+        if config.lora.lora_rank > 0:
             lora = LoraConfig(
-                r=config.lora.rank,
-                lora_alpha=config.lora.alpha,
-                lora_dropout=config.lora.dropout,
-                target_modules=lora_target_modules(visual, config.lora.targets),
+                r=config.lora.lora_rank,
+                lora_alpha=config.lora.lora_alpha,
+                lora_dropout=config.lora.lora_dropout,
+                target_modules=lora_target_modules(visual, config.lora.lora_targets),
             )
             self.visual = get_peft_model(visual, lora)
 
@@ -70,10 +70,10 @@ class StyleIDEncoder(nn.Module):
         cls,
         model_name: str = "ViT-L-14",
         pretrained: str | None = "openai",
-        lora_rank: int = _DEFAULT_LORA.rank,
-        lora_alpha: float = _DEFAULT_LORA.alpha,
-        lora_dropout: float = _DEFAULT_LORA.dropout,
-        lora_targets: str | list[str] = _DEFAULT_LORA.targets,
+        lora_rank: int = _DEFAULT_LORA.lora_rank,
+        lora_alpha: float = _DEFAULT_LORA.lora_alpha,
+        lora_dropout: float = _DEFAULT_LORA.lora_dropout,
+        lora_targets: str | list[str] = _DEFAULT_LORA.lora_targets,
         device: torch.device | str | None = None,
     ) -> "StyleIDEncoder":
         """A new encoder on any open_clip backbone (e.g. "ViT-L-14"/"openai", "ViT-B-16", a SigLIP2
@@ -108,21 +108,22 @@ class StyleIDEncoder(nn.Module):
             enc = cls._from_own_folder(folder, is_trainable=is_trainable)
         elif (folder / "config.json").exists():
             visual, config, state = load_transformers_folder(folder)
-            io.load_strict(visual, state, folder)
-            enc = cls(visual, dataclasses.replace(config, lora=LoraSettings(rank=lora_rank or 0)))
+            folder_format.load_strict(visual, state, folder)
+            enc = cls(visual, dataclasses.replace(config, lora=LoraSettings(lora_rank=lora_rank or 0)))
         else:
             raise StyleIDError(f"{folder}: neither {CONFIG_NAME} nor a transformers config.json; is this a StyleID model folder?")
         return enc.to(device) if device is not None else enc
 
     @classmethod
     def _from_own_folder(cls, folder: Path, is_trainable: bool) -> "StyleIDEncoder":
-        config = io.read_config(folder)
-        lora = io.read_lora_settings(folder, config)
+        config = folder_format.read_config(folder)
+        lora = folder_format.read_lora_settings(folder, config)
         visual = build_backbone(config.backbone)
-        io.load_strict(visual, io.read_backbone_state(folder), folder / io.BACKBONE_WEIGHTS)
+        backbone = folder_format.read_backbone_state(folder)
+        folder_format.load_strict(visual, backbone, folder / folder_format.BACKBONE_WEIGHTS)
         enc = cls(visual, dataclasses.replace(config, lora=lora))
-        if lora.rank > 0:
-            io.load_adapter(enc.visual, folder)
+        if lora.lora_rank > 0:
+            folder_format.load_adapter(enc.visual, folder)
             for name, p in enc.visual.named_parameters():
                 if "lora_" in name:
                     p.requires_grad_(is_trainable)
@@ -186,7 +187,7 @@ class StyleIDEncoder(nn.Module):
         clone = copy.deepcopy(self)
         if clone.has_adapter:
             clone.visual = clone.visual.merge_and_unload()
-            clone.config.lora = dataclasses.replace(clone.config.lora, rank=0)
+            clone.config.lora = dataclasses.replace(clone.config.lora, lora_rank=0)
         return clone
 
     # ------------------------------------------------------------------ inference
@@ -211,7 +212,7 @@ class StyleIDEncoder(nn.Module):
         images: ImageInput | Sequence[ImageInput],
         crop: str = DEFAULT_CROP,
         batch_size: int = 32,
-        detector: str = "retinaface",
+        detector: str = DEFAULT_DETECTOR,
         model_rootpath: str | None = None,
         precision: str | None = None,
     ) -> torch.Tensor:
@@ -249,7 +250,7 @@ class StyleIDEncoder(nn.Module):
                 out.append(self.encode_pixels(batch.to(self.device, non_blocking=True), precision))
         return torch.cat(out)
 
-    def prepare_image(self, item: ImageInput, crop: str = DEFAULT_CROP, detector: str = "retinaface",
+    def prepare_image(self, item: ImageInput, crop: str = DEFAULT_CROP, detector: str = DEFAULT_DETECTOR,
                       model_rootpath: str | None = None) -> torch.Tensor:
         """One image → the backbone input [3, S, S] exactly as `embed` prepares it (load, crop, resize, normalise),
         for callers that batch, cache or skip images themselves (`styleid score`)."""
@@ -288,9 +289,9 @@ class StyleIDEncoder(nn.Module):
         out = Path(save_directory)
         with atomic_dir(out) as tmp:
             base = {k: v.detach().cpu().contiguous() for k, v in _base_state_dict(self).items()}
-            save_file(base, str(tmp / io.BACKBONE_WEIGHTS))
+            save_file(base, str(tmp / folder_format.BACKBONE_WEIGHTS))
             if self.has_adapter:
-                io.save_adapter(self.visual, tmp)
+                folder_format.save_adapter(self.visual, tmp)
             (tmp / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2))
         return out
 

@@ -6,62 +6,19 @@ Reading gives an open_clip ViT with identical embeddings to
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .attention import to_fused_names
 from .backbones import mlp_ratio, vit_from_kwargs
 from .config import OPENAI_MEAN, OPENAI_STD, LoraSettings, StyleIDConfig
 from .clip_weights import hf_vision_to_open_clip, open_clip_to_hf_vision
 from ..errors import StyleIDError
-from ..files.safeload import load_weights_only
-
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise StyleIDError(f"{path}: not valid JSON ({type(err).__name__}: {str(err).splitlines()[0][:120]}); fix or replace the file") from None
-
-
-def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise StyleIDError(f"{path}: not a readable safetensors file ({str(err).splitlines()[0][:120]}); "
-                           "it may be truncated: download or save it again") from None
-
-
-def read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    """model.safetensors, its sharded index, or a legacy pytorch_model.bin (tensors only)."""
-    single, index, legacy = (folder / name for name in WEIGHT_FILES)
-    if single.exists():
-        return load_safetensors(single)
-    if index.exists():
-        weight_map = read_json(index).get("weight_map")
-        if not isinstance(weight_map, dict):
-            raise StyleIDError(f"{index}: no 'weight_map'; is it a safetensors index?")
-        state: dict[str, torch.Tensor] = {}
-        for shard in sorted(set(weight_map.values())):
-            if not (folder / shard).is_file():
-                raise StyleIDError(f"{folder / shard}: shard listed in {index.name} is missing")
-            state.update(load_safetensors(folder / shard))
-        return state
-    if legacy.exists():
-        state = load_weights_only(legacy, "PyTorch checkpoint")
-        if not isinstance(state, dict):
-            raise StyleIDError(f"{legacy}: not a state dict of tensors; use a model.safetensors copy")
-        return state
-    raise StyleIDError(f"{folder}: no model.safetensors (or pytorch_model.bin) found")
-
+from ..files.safeload import read_json, read_weights
 
 def _read_image_processor(folder: Path, default_size: int) -> tuple[tuple[float, ...], tuple[float, ...], int]:
     path = folder / "preprocessor_config.json"
@@ -106,7 +63,7 @@ def load_transformers_folder(folder: Path) -> tuple[nn.Module, StyleIDConfig, di
         raise StyleIDError(f"{folder}: checkpoint has unexpected vision keys, e.g. {unused[0]!r} ({len(unused)} in all)")
     mean, std, size = _read_image_processor(folder, vcfg.image_size)
     config = StyleIDConfig(backbone={"vit": vit}, image_size=size, embedding_dim=proj_dim, image_mean=mean, image_std=std,
-                           lora=LoraSettings(rank=0), source=f"transformers:{folder}")
+                           lora=LoraSettings(lora_rank=0), source=f"transformers:{folder}")
     return vit_from_kwargs(vit), config, state
 
 

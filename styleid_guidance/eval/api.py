@@ -12,17 +12,17 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..devices import check_precision
-from ..errors import StyleIDError
+from ..devices import check_precision, resolve_device
+from ..errors import Arg, StyleIDError
 from ..metrics.verification import mean_pairwise_cosine
-from ..options import CROPS
+from ..options import CROPS, DEFAULT_DETECTOR
 from .cache import CACHE_FOLDER, embed_with_cache
 from .models import ModelSpec, ModelUnavailable, build_embedder, parse_baseline
 from .outputs import check_output_folder, new_report_dir, publish
 from .pairs import Pair, read_pairs
 from .plots import plot_human_scatter, plot_human_vs_strength, plot_roc, plot_similarity_vs_strength
 from .report import _clean, human_table, markdown_table, model_metrics, pair_scores
-from .scores import SCORES_FILE, check_model_names, write_scores
+from .outputs import SCORES_FILE, check_model_names, write_scores
 from .table1 import render_table1, table1_specs
 
 
@@ -113,7 +113,7 @@ def evaluate(
     device: str | torch.device | None = None,
     batch_size: int = 32,
     cache_dir: str | os.PathLike | None = "default",
-    detector: str = "retinaface",
+    detector: str = DEFAULT_DETECTOR,
     model_rootpath: str | None = None,
     progress: bool = True,
     table1: bool = False,
@@ -131,12 +131,12 @@ def evaluate(
     precision = check_precision(precision)
     specs = [dataclasses.replace(s, precision=precision) for s in _specs(model, name, baselines, table1)]
     if not specs:
-        raise StyleIDError("nothing to evaluate: give a model and/or baselines",
-                           cli="nothing to evaluate: give --model and/or --baseline")
+        raise StyleIDError("nothing to evaluate: give {model} and/or {baselines}", model=Arg("model"),
+                           baselines=Arg("baselines", flag="--baseline"))
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
-        raise StyleIDError(f"model names must be unique, got {names}; rename the StyleID model",
-                           cli=f"model names must be unique, got {names}; use --name to rename the --model")
+        raise StyleIDError("model names must be unique, got {names}; use {name} to rename the StyleID model", names=names,
+                           name=Arg("name"))
     pair_list = read_pairs(pairs)  # bad CSVs fail before any model loads
     check_model_names(pair_list, names)
     out = Path(out)
@@ -153,7 +153,7 @@ def evaluate(
 def _run(specs: list[ModelSpec], pair_list: list[Pair], out: Path, tmp: Path, keep: set[str], cache: Path | None,
          crop: str, device: str | torch.device | None, batch_size: int, detector: str, model_rootpath: str | None,
          progress: bool, table1: bool, where: str) -> EvaluationResult:
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = resolve_device(device)
     files = list(dict.fromkeys([p.source for p in pair_list] + [p.stylized for p in pair_list]))
     scores: dict[str, np.ndarray] = {}
     computed: dict[str, int] = {}

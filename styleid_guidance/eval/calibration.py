@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import StyleIDError
+from ..errors import Arg, StyleIDError
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -50,8 +50,8 @@ def write_calibration(model_dir: str | os.PathLike, fit: dict[str, Any], pairs: 
 
     folder = Path(model_dir)
     if not folder.is_dir():
-        raise StyleIDError(f"{model_dir}: the calibration goes into a local model folder; download the model and evaluate that folder",
-                           cli=f"--save-calibration needs --model to be a local folder, not {model_dir!r}")
+        raise StyleIDError("{model}: the calibration goes into a local model folder; download the model and evaluate "
+                           "that folder", param="model_dir", model=Arg("model_dir", model_dir, flag="--model"))
     record = {"slope": fit["slope"], "intercept": fit["intercept"], "p50": fit.get("p50"), "brier": fit.get("brier"),
               "ece": fit.get("ece"), "pairs": str(pairs), "model": model_name,
               "meaning": "P(a person says same | cosine similarity) = 1 / (1 + exp(-(slope * similarity + intercept)))"}

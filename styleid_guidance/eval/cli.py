@@ -31,7 +31,7 @@ from typing import Any
 
 from ..cli import flags, parsing, runtime
 from ..errors import StyleIDError
-from ..options import DEFAULT_CROP
+from ..options import DEFAULT_CROP, detector_for
 from .models import BASELINES
 
 
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     device = runtime.device_from(args)
     result = evaluate(model, args.pairs, args.output, baselines=args.baseline, crop=args.crop, name=args.name,
                       device=device, batch_size=args.batch_size, cache_dir=cache_dir,
-                      detector=args.detector or "retinaface", model_rootpath=args.model_rootpath,
+                      detector=detector_for(args.detector), model_rootpath=args.model_rootpath,
                       progress=not args.no_progress, table1=args.table1, precision=args.precision)
     if args.save_calibration:
         from .calibration import write_calibration

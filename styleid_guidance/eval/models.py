@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from ..errors import NoFaceError, StyleIDError
-from ..faces.detection import FaceRegion
+from ..errors import Arg, NoFaceError, StyleIDError
+from ..faces.detection import FaceRegion, no_face_error
 from ..files.images import load_image, to_tensor
 from ..hub.resolve import facexlib_weights_dir, hub_endpoint, hub_offline, offline, reachable
 from ..baselines.weights import WeightsUnavailable, hub_model, open_clip_weights
@@ -76,20 +76,60 @@ def parse_baseline(text: str) -> ModelSpec:
     kind, _, override = text.partition("=")
     kind = kind.strip().lower()
     if kind not in BASELINES:
-        raise StyleIDError(f"baseline {text!r}: choose from {', '.join(BASELINES)} (optionally NAME=MODEL)",
-                           cli=f"--baseline {text!r}: choose from {', '.join(BASELINES)} (optionally NAME=MODEL)")
+        raise StyleIDError("{baseline}: choose from {choices} (optionally NAME=MODEL)", param="baselines",
+                           baseline=Arg("baselines", text, flag="--baseline"), choices=", ".join(BASELINES))
     return ModelSpec(kind, kind, override.strip() or BASELINES[kind])
 
 
 class Embedder:
-    """files → [N,D] normalised embeddings; `fallbacks` collects the files embedded without a face."""
+    """files → [N,D] embeddings, with one framing and no-face rule for every model: crop="center"/"none" frame each
+    file as the model's own processor does; crop="face" takes the largest face the model's finder gives, and an
+    image without one is a NoFaceError, or with `no_face="center"` is embedded centre-framed and counted in
+    `fallbacks`. What differs per model (how a face is framed, how a batch is run) is its `network`."""
 
-    def __init__(self, fn: Callable[[Sequence[Path]], torch.Tensor]) -> None:
-        self.fn = fn
+    def __init__(self, network: "_Network", crop: str, no_face: str = "error") -> None:
+        self.network, self.crop, self.no_face = network, crop, no_face
         self.fallbacks: set[Path] = set()
 
     def __call__(self, files: Sequence[Path]) -> torch.Tensor:
-        return self.fn(files)
+        if self.crop != "face":
+            return self.network.encode_files(files, self.crop)
+        items = []
+        for f in files:
+            item = self.network.frame_face(f)
+            if item is None:
+                if self.no_face != "center":
+                    raise no_face_error(f)
+                self.fallbacks.add(f)
+                item = self.network.frame_centre(f)
+            items.append(item)
+        return self.network.encode(items)
+
+
+class _Network:
+    """One model behind `Embedder`: `frame_face(file)` (its input for the file's largest face, None when there is
+    none), `frame_centre(file)` (its input without a face), `encode(items)`, `encode_files(files, crop)`."""
+
+    def __init__(self, detector: str, model_rootpath: str | None) -> None:
+        self.detector, self.model_rootpath = detector, model_rootpath
+
+    def region(self, pil: Any, file: Path) -> FaceRegion | None:
+        try:
+            return FaceRegion.detect(pil, self.detector, self.model_rootpath, name=str(file))
+        except NoFaceError:
+            return None
+
+    def frame_face(self, file: Path) -> Any:
+        raise NotImplementedError
+
+    def frame_centre(self, file: Path) -> Any:
+        raise NotImplementedError
+
+    def encode(self, items: list[Any]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode_files(self, files: Sequence[Path], crop: str) -> torch.Tensor:
+        raise NotImplementedError
 
 
 def _centre_region(size: tuple[int, int]) -> FaceRegion:
@@ -97,17 +137,6 @@ def _centre_region(size: tuple[int, int]) -> FaceRegion:
     side = min(w, h)
     x0, y0 = (w - side) / 2, (h - side) / 2
     return FaceRegion.from_box((x0, y0, x0 + side, y0 + side), size)
-
-
-def face_region(pil: Any, file: Path, spec: ModelSpec, detector: str, model_rootpath: str | None,
-                embedder: Embedder) -> FaceRegion:
-    try:
-        return FaceRegion.detect(pil, detector, model_rootpath, name=str(file))
-    except NoFaceError:
-        if spec.no_face != "center":
-            raise
-        embedder.fallbacks.add(file)
-        return _centre_region(pil.size)
 
 
 def _load_detector(crop: str, detector: str, model_rootpath: str | None, device: torch.device) -> None:
@@ -118,30 +147,75 @@ def _load_detector(crop: str, detector: str, model_rootpath: str | None, device:
         detect_faces(np.zeros((64, 64, 3), np.uint8), detector=detector, model_rootpath=model_rootpath, device=device)
 
 
-def _adaface_embedder(spec: ModelSpec, crop: str, device: torch.device, detector: str, model_rootpath: str | None) -> Embedder:
-    from ..baselines.adaface import load_adaface
-    from ..encoder.preprocess import _resize, center_crop, resize_shortest_side
+class _AdaFace(_Network):
+    """AdaFace IR: faces aligned to ArcFace's 112-px template; no face: the centred square, aligned the same way."""
 
-    model = load_adaface(None if spec.source == "default" else spec.source, device=device)
-    _load_detector(crop, detector, model_rootpath, device)
-    size = model.input_size
+    def __init__(self, spec: ModelSpec, device: torch.device, detector: str, model_rootpath: str | None) -> None:
+        from ..baselines.adaface import load_adaface
 
-    def embed(files: Sequence[Path]) -> torch.Tensor:
+        super().__init__(detector, model_rootpath)
+        self.model, self.device = load_adaface(None if spec.source == "default" else spec.source, device=device), device
+        self.size = self.model.input_size
+
+    def _cut(self, pil: Any, region: FaceRegion) -> torch.Tensor:
+        return region.crop(to_tensor(pil), self.size, template="arcface")[0]
+
+    def frame_face(self, file: Path) -> torch.Tensor | None:
+        pil = load_image(file)
+        region = self.region(pil, file)
+        return None if region is None else self._cut(pil, region)
+
+    def frame_centre(self, file: Path) -> torch.Tensor:
+        pil = load_image(file)
+        return self._cut(pil, _centre_region(pil.size))
+
+    def encode(self, items: list[torch.Tensor]) -> torch.Tensor:
+        return self.model.embed_rgb(torch.stack(items).to(self.device))
+
+    def encode_files(self, files: Sequence[Path], crop: str) -> torch.Tensor:
+        from ..encoder.preprocess import _resize, center_crop, resize_shortest_side
+
+        size = self.size
         crops = []
         for f in files:
-            pil = load_image(f)
-            x = to_tensor(pil)
-            if crop == "face":
-                x = face_region(pil, f, spec, detector, model_rootpath, embedder).crop(x, size, template="arcface")
-            elif crop == "center":
-                x = center_crop(resize_shortest_side(x, size), size)
-            else:
-                x = _resize(x, (size, size))
+            x = to_tensor(load_image(f))
+            x = center_crop(resize_shortest_side(x, size), size) if crop == "center" else _resize(x, (size, size))
             crops.append(x[0])
-        return model.embed_rgb(torch.stack(crops).to(device))
+        return self.encode(crops)
 
-    embedder = Embedder(embed)
-    return embedder
+
+class _ArcFace(_Network):
+    """facexlib's IR-SE50 through the identity loss (its own template); no face: the centred square."""
+
+    def __init__(self, spec: ModelSpec, crop: str, device: torch.device, detector: str, model_rootpath: str | None) -> None:
+        from ..baselines.arcface import build_arcface_backbone
+        from ..identity_losses import build_identity_loss
+
+        super().__init__(detector, model_rootpath)
+        if spec.source == "random":
+            # deterministic, so cached and fresh embeddings agree; the caller's RNG state is left alone
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model: Any = build_arcface_backbone()
+        else:
+            model = None if spec.source == "default" else spec.source
+        self.loss = build_identity_loss("arcface", model=model, device=device, crop=crop, detector=detector,
+                                        model_rootpath=model_rootpath, precision=spec.precision)
+
+    def frame_face(self, file: Path) -> tuple[torch.Tensor, FaceRegion] | None:
+        pil = load_image(file)
+        region = self.region(pil, file)
+        return None if region is None else (to_tensor(pil), region)
+
+    def frame_centre(self, file: Path) -> tuple[torch.Tensor, FaceRegion]:
+        pil = load_image(file)
+        return to_tensor(pil), _centre_region(pil.size)
+
+    def encode(self, items: list[tuple[torch.Tensor, FaceRegion]]) -> torch.Tensor:
+        return torch.cat([self.loss.embed(x, face_region=region) for x, region in items])
+
+    def encode_files(self, files: Sequence[Path], crop: str) -> torch.Tensor:
+        return self.loss.embed_photos([str(f) for f in files])
 
 
 def _square_bgr(pil: Any, crop: str, size: int = 112) -> np.ndarray:
@@ -157,84 +231,46 @@ def _square_bgr(pil: Any, crop: str, size: int = 112) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)[:, :, ::-1])
 
 
-def _antelope_embedder(spec: ModelSpec, crop: str, device: torch.device) -> Embedder:
-    from ..faces.insightface_app import PACKS, FaceApp, default_root, largest, pack_dir, to_bgr
+class _Antelope(_Network):
+    """The antelopev2 pack as InstantID uses it: its own SCRFD detector (not `detector`), the largest box, glintr100;
+    no face: the centred square. insightface's embedding is raw; the cosine needs unit norm."""
 
-    try:
-        with hub_offline():  # on disk or in the Hub cache: no network needed
+    def __init__(self, spec: ModelSpec, device: torch.device) -> None:
+        from ..faces.insightface_app import PACKS, FaceApp, default_root, pack_dir
+
+        super().__init__("scrfd", None)  # the pack's own
+        try:
+            with hub_offline():  # on disk or in the Hub cache: no network needed
+                folder = pack_dir(spec.source)
+        except StyleIDError:
+            if spec.source not in PACKS or Path(spec.source).exists():
+                raise
+            ok, why = (False, "downloads are off") if offline() else reachable(hub_endpoint())
+            if not ok:  # fail at once, saying where the files go, instead of a minute of Hub retries
+                where = default_root() / "models" / spec.source
+                raise WeightsUnavailable("insightface pack {pack!r} not found in {where} and cannot be downloaded now ({why}); "
+                                         "put {files} there, or pass the pack folder as {folder}", param="baselines",
+                                         pack=spec.source, where=where, why=why, files=" and ".join(PACKS[spec.source][:2]),
+                                         folder=Arg("baselines", flag="--baseline", metavar="antelopev2=FOLDER")) from None
             folder = pack_dir(spec.source)
-    except StyleIDError:
-        if spec.source not in PACKS or Path(spec.source).exists():
-            raise
-        ok, why = (False, "downloads are off") if offline() else reachable(hub_endpoint())
-        if not ok:  # fail at once, saying where the files go, instead of a minute of Hub retries
-            where = default_root() / "models" / spec.source
-            raise WeightsUnavailable(f"insightface pack {spec.source!r} not found in {where} and cannot be downloaded now "
-                                     f"({why}); put {' and '.join(PACKS[spec.source][:2])} there, or pass the pack folder",
-                                     cli=f"insightface pack {spec.source!r} not found in {where} and cannot be downloaded now "
-                                         f"({why}); put {' and '.join(PACKS[spec.source][:2])} there, or pass "
-                                         f"--baseline antelopev2=FOLDER") from None
-        folder = pack_dir(spec.source)
-    app = FaceApp(folder, device=str(device))
-    if app.recognition is None:
-        raise StyleIDError(f"{app.model_dir}: the pack has no recognition model; put glintr100.onnx there")
+        self.app = FaceApp(folder, device=str(device))
+        if self.app.recognition is None:
+            raise StyleIDError(f"{self.app.model_dir}: the pack has no recognition model; put glintr100.onnx there")
 
-    def embed(files: Sequence[Path]) -> torch.Tensor:
-        out = []
-        for f in files:
-            pil = load_image(f)
-            if crop == "face":
-                faces = app.get(to_bgr(pil))
-                if faces:
-                    out.append(np.asarray(largest(faces).embedding, np.float32))  # upstream's largest-box rule
-                    continue
-                if spec.no_face != "center":
-                    raise NoFaceError(f"{f}: no face found; use crop='center' (or a clearer, larger face)",
-                                      cli=f"{f}: no face found; use --crop center (or a clearer, larger face)")
-                embedder.fallbacks.add(f)
-            out.append(app.embed_crops(_square_bgr(pil, "center" if crop == "face" else crop)[None])[0])
-        z = torch.from_numpy(np.stack(out))
-        return torch.nn.functional.normalize(z, dim=-1)  # insightface's embedding is raw; cosine needs unit norm
+    def frame_face(self, file: Path) -> np.ndarray | None:
+        from ..faces.insightface_app import largest, to_bgr
 
-    embedder = Embedder(embed)
-    return embedder
+        faces = self.app.get(to_bgr(load_image(file)))
+        return np.asarray(largest(faces).embedding, np.float32) if faces else None  # upstream's largest-box rule
 
+    def frame_centre(self, file: Path) -> np.ndarray:
+        return self.app.embed_crops(_square_bgr(load_image(file), "center")[None])[0]
 
-def _arcface_embedder(spec: ModelSpec, crop: str, device: torch.device, detector: str, model_rootpath: str | None) -> Embedder:
-    from ..baselines.arcface import ARCFACE_FILE, ARCFACE_URL, build_arcface_backbone
-    from ..identity_losses import build_identity_loss
+    def encode(self, items: list[np.ndarray]) -> torch.Tensor:
+        return torch.nn.functional.normalize(torch.from_numpy(np.stack(items)), dim=-1)
 
-    if spec.source == "default":  # facexlib's download: fail at once, and without its progress line, when offline
-        folder = facexlib_weights_dir(model_rootpath)
-        ok, why = (True, "") if (folder / ARCFACE_FILE).is_file() else reachable(ARCFACE_URL)
-        if not ok:
-            raise WeightsUnavailable(f"ArcFace weights not found at {folder / ARCFACE_FILE} and cannot be downloaded now ({why}); "
-                                     f"put {ARCFACE_FILE} there or pass its path",
-                                     cli=f"ArcFace weights not found at {folder / ARCFACE_FILE} and cannot be downloaded now "
-                                         f"({why}); put {ARCFACE_FILE} there (--model-rootpath) or pass --baseline arcface=PATH")
-
-    if spec.source == "random":
-        # deterministic, so cached and fresh embeddings agree; the caller's RNG state is left alone
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model: Any = build_arcface_backbone()
-    else:
-        model = None if spec.source == "default" else spec.source
-    loss = build_identity_loss("arcface", model=model, device=device, crop=crop, detector=detector, model_rootpath=model_rootpath,
-                               precision=spec.precision)
-    _load_detector(crop, detector, model_rootpath, device)
-
-    def embed(files: Sequence[Path]) -> torch.Tensor:
-        if crop != "face":
-            return loss.embed_photos([str(f) for f in files])
-        out = []
-        for f in files:
-            pil = load_image(f)
-            out.append(loss.embed(to_tensor(pil), face_region=face_region(pil, f, spec, detector, model_rootpath, embedder)))
-        return torch.cat(out)
-
-    embedder = Embedder(embed)
-    return embedder
+    def encode_files(self, files: Sequence[Path], crop: str) -> torch.Tensor:
+        return self.encode([self.app.embed_crops(_square_bgr(load_image(f), crop)[None])[0] for f in files])
 
 
 def load_encoder(spec: ModelSpec, device: torch.device) -> Any:
@@ -258,36 +294,73 @@ def load_encoder(spec: ModelSpec, device: torch.device) -> Any:
     return encoder.eval()
 
 
-def _encoder_embedder(spec: ModelSpec, crop: str, device: torch.device, batch_size: int, detector: str,
-                      model_rootpath: str | None) -> Embedder:
-    encoder = load_encoder(spec, device)
+class _Encoder(_Network):
+    """A StyleID / CLIP-family encoder, prepared per image exactly as `StyleIDEncoder.embed` prepares it (so eval,
+    score and embed agree); no face: its centre crop."""
 
-    def embed(files: Sequence[Path]) -> torch.Tensor:
-        return encoder.embed([str(f) for f in files], crop=crop, batch_size=batch_size, detector=detector,
-                             model_rootpath=model_rootpath, precision=spec.precision)
+    def __init__(self, spec: ModelSpec, device: torch.device, batch_size: int, detector: str,
+                 model_rootpath: str | None) -> None:
+        from ..devices import resolve_precision
 
-    return Embedder(embed)
+        super().__init__(detector, model_rootpath)
+        self.encoder, self.batch_size, self.spec = load_encoder(spec, device), batch_size, spec
+        self.precision = resolve_precision(spec.precision, self.encoder.device)
+
+    def frame_face(self, file: Path) -> torch.Tensor | None:
+        try:
+            return self.encoder.prepare_image(str(file), "face", self.detector, self.model_rootpath)
+        except NoFaceError:
+            return None
+
+    def frame_centre(self, file: Path) -> torch.Tensor:
+        return self.encoder.prepare_image(str(file), "center", self.detector, self.model_rootpath)
+
+    def encode(self, items: list[torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat([self.encoder.encode_pixels(torch.stack(items[i:i + self.batch_size]).to(self.encoder.device),
+                                                         self.precision) for i in range(0, len(items), self.batch_size)])
+
+    def encode_files(self, files: Sequence[Path], crop: str) -> torch.Tensor:
+        return self.encoder.embed([str(f) for f in files], crop=crop, batch_size=self.batch_size, detector=self.detector,
+                                  model_rootpath=self.model_rootpath, precision=self.spec.precision)
+
+
+def _arcface_weights_check(spec: ModelSpec, model_rootpath: str | None) -> None:
+    """facexlib's download: fail at once, and without its progress line, when offline."""
+    from ..baselines.arcface import ARCFACE_FILE, ARCFACE_URL
+
+    if spec.source != "default":
+        return
+    folder = facexlib_weights_dir(model_rootpath)
+    ok, why = (True, "") if (folder / ARCFACE_FILE).is_file() else reachable(ARCFACE_URL)
+    if not ok:
+        raise WeightsUnavailable("ArcFace weights not found at {path} and cannot be downloaded now ({why}); put {file} "
+                                 "there ({root}) or pass its path as {weights}", param="baselines", path=folder / ARCFACE_FILE,
+                                 why=why, file=ARCFACE_FILE, root=Arg("model_rootpath"),
+                                 weights=Arg("baselines", flag="--baseline", metavar="arcface=PATH"))
+
+
+def _network(spec: ModelSpec, crop: str, device: torch.device, batch_size: int, detector: str,
+             model_rootpath: str | None) -> _Network:
+    if spec.kind == "antelopev2":
+        return _Antelope(spec, device)  # its own detector: --detector does not apply
+    if spec.kind == "adaface":
+        network: _Network = _AdaFace(spec, device, detector, model_rootpath)
+    elif spec.kind == "arcface":
+        _arcface_weights_check(spec, model_rootpath)
+        network = _ArcFace(spec, crop, device, detector, model_rootpath)
+    else:
+        return _Encoder(spec, device, batch_size, detector, model_rootpath)  # its detector loads on first use
+    _load_detector(crop, detector, model_rootpath, device)
+    return network
 
 
 def build_embedder(spec: ModelSpec, crop: str, device: torch.device, batch_size: int, detector: str,
                    model_rootpath: str | None) -> Embedder:
     """Load the model; any failure to load it is a ModelUnavailable naming the model."""
     try:
-        if spec.kind == "adaface":
-            return _adaface_embedder(spec, crop, device, detector, model_rootpath)
-        if spec.kind == "arcface":
-            return _arcface_embedder(spec, crop, device, detector, model_rootpath)
-        if spec.kind == "antelopev2":
-            return _antelope_embedder(spec, crop, device)
-        return _encoder_embedder(spec, crop, device, batch_size, detector, model_rootpath)
+        return Embedder(_network(spec, crop, device, batch_size, detector, model_rootpath), crop, spec.no_face)
     except ModelUnavailable:
         raise
-    except StyleIDError as err:  # missing, undownloadable or damaged weights, a bad path
-        cli = err.for_cli()
-        if spec.kind == "adaface":
-            cli = cli.replace("pass the file's path", "pass --baseline adaface=PATH")
-
-        def named(message: str) -> str:
-            return message if message.startswith(f"{spec.name}:") else f"{spec.name}: {message}"
-
-        raise ModelUnavailable(named(str(err)), cli=named(cli)) from None
+    except StyleIDError as err:  # missing, undownloadable or damaged weights, a bad path: named, its wording kept
+        raise err.wrapped(ModelUnavailable, f"{spec.name}: ") from err

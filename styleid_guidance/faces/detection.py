@@ -15,10 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import NoFaceError, StyleIDError, reason
+from ..devices import resolve_device
+from ..errors import Arg, NoFaceError, StyleIDError, reason
 from ..hub.resolve import facexlib_weights_dir, offline
 from ..files.images import ImageInput, load_image
-from ..options import DETECTORS  # noqa: F401  (re-exported)
+from ..options import DEFAULT_DETECTOR, DETECTORS, OFFLINE_DETECTOR
 from ..files.safeload import load_weights_only
 
 
@@ -54,17 +55,16 @@ def _retinaface(model_rootpath: str | None, device: str):
     path = folder / "detection_Resnet50_Final.pth"
     if not path.exists():
         if offline():
-            where = f"RetinaFace weights not found at {path} and downloads are off; put detection_Resnet50_Final.pth there"
-            raise StyleIDError(f"{where} (model_rootpath), use detector='mtcnn', or crop='center'",
-                               cli=f"{where} (--model-rootpath), use --detector mtcnn, or --crop center")
+            raise StyleIDError("RetinaFace weights not found at {path} and downloads are off; put detection_Resnet50_Final.pth "
+                               "there ({root}), use {mtcnn}, or {center}", path=path, root=Arg("model_rootpath"),
+                               mtcnn=Arg("detector", OFFLINE_DETECTOR), center=Arg("crop", "center"))
         try:
             from facexlib.utils import load_file_from_url
 
             path = Path(load_file_from_url(RETINAFACE_URL, model_dir="facexlib/weights", save_dir=str(folder)))
         except Exception as err:
-            why = f"could not download the RetinaFace weights ({reason(err)})"
-            raise StyleIDError(f"{why}; use detector='mtcnn' or crop='center'",
-                               cli=f"{why}; use --detector mtcnn or --crop center") from None
+            raise StyleIDError("could not download the RetinaFace weights ({why}); use {mtcnn} or {center}", why=reason(err),
+                               mtcnn=Arg("detector", OFFLINE_DETECTOR), center=Arg("crop", "center")) from err
     state = load_weights_only(path, "RetinaFace checkpoint")
     if not isinstance(state, dict):
         raise StyleIDError(f"{path}: not a RetinaFace state dict")
@@ -85,7 +85,7 @@ def _mtcnn(device: str):
 
 def detect_faces(
     image: ImageInput,
-    detector: str = "retinaface",
+    detector: str = DEFAULT_DETECTOR,
     model_rootpath: str | None = None,
     device: str | torch.device | None = None,
     min_score: float = 0.8,
@@ -94,9 +94,9 @@ def detect_faces(
     if detector not in DETECTORS:
         raise StyleIDError(f"detector must be one of {', '.join(DETECTORS)}, got {detector!r}")
     rgb = np.asarray(load_image(image))
-    dev = str(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = str(resolve_device(device))
     faces: list[Face] = []
-    if detector == "retinaface":
+    if detector == DEFAULT_DETECTOR:  # retinaface (facexlib); else mtcnn
         model = _retinaface(model_rootpath, dev)
         with torch.no_grad():
             dets = model.detect_faces(rgb[:, :, ::-1].copy(), conf_threshold=min_score)
@@ -111,9 +111,14 @@ def detect_faces(
     return sorted(faces, key=lambda f: f.area, reverse=True)
 
 
+def no_face_error(name: object) -> NoFaceError:
+    """The one wording of "no face in this image", with its fix (the centre crop needs no face)."""
+    return NoFaceError("{name}: no face found; use {fix} (or a clearer, larger face)", name=name, fix=Arg("crop", "center"))
+
+
 def largest_face(
     image: ImageInput,
-    detector: str = "retinaface",
+    detector: str = DEFAULT_DETECTOR,
     model_rootpath: str | None = None,
     name: str = "image",
     hint: str | None = None,
@@ -124,8 +129,7 @@ def largest_face(
     if not faces:
         if hint is not None:
             raise NoFaceError(f"{name}: no face found; {hint}")
-        raise NoFaceError(f"{name}: no face found; use crop='center' (or a clearer, larger face)",
-                          cli=f"{name}: no face found; use --crop center (or a clearer, larger face)")
+        raise no_face_error(name)
     return faces[0]
 
 
@@ -173,7 +177,7 @@ class FaceRegion:
         return cls.from_landmarks(pts, image_size)
 
     @classmethod
-    def detect(cls, image: ImageInput, detector: str = "retinaface", model_rootpath: str | None = None, name: str = "reference") -> "FaceRegion":
+    def detect(cls, image: ImageInput, detector: str = DEFAULT_DETECTOR, model_rootpath: str | None = None, name: str = "reference") -> "FaceRegion":
         pil = load_image(image)
         return cls.from_landmarks(largest_face(pil, detector, model_rootpath, name).landmarks, pil.size)
 
@@ -209,7 +213,7 @@ class FaceRegion:
 def crop_faces(
     images: torch.Tensor,
     out_size: int,
-    detector: str = "retinaface",
+    detector: str = DEFAULT_DETECTOR,
     model_rootpath: str | None = None,
     template: str = "styleid",
     names: Sequence[str] | None = None,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import StyleIDError, reason
+from ..errors import Arg, StyleIDError, reason
 from ..files.atomic import atomic_dir
 
 log = logging.getLogger("styleid.push")
@@ -112,9 +112,8 @@ def _hub_ready(token: str | None) -> str:
     from .resolve import hub_endpoint, offline, reachable
 
     if offline():
-        raise StyleIDError("cannot push while offline (HF_HUB_OFFLINE / STYLEID_OFFLINE is set); unset it, or use dry_run to "
-                           "write the folder locally", cli="cannot push while offline (HF_HUB_OFFLINE / STYLEID_OFFLINE is set); "
-                           "unset it, or use --dry-run DIR to write the folder locally")
+        raise StyleIDError("cannot push while offline (HF_HUB_OFFLINE / STYLEID_OFFLINE is set); unset it, or use {dry_run} "
+                           "to write the folder locally", dry_run=Arg("dry_run", flag="--dry-run DIR"))
     token = token or get_token()
     if not token:
         raise StyleIDError("no Hugging Face token: run `hf auth login` or set HF_TOKEN (a token with write access)")
@@ -134,7 +133,7 @@ def push(model: str | os.PathLike, repo_id: str, *, eval_dir: str | os.PathLike 
     if fmt not in FORMATS:
         raise StyleIDError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise StyleIDError(f"repo id {repo_id!r}: use USER/NAME (or ORG/NAME)", cli=f"--repo-id {repo_id!r}: use USER/NAME (or ORG/NAME)")
+        raise StyleIDError("{repo_id}: use USER/NAME (or ORG/NAME)", param="repo_id", repo_id=Arg("repo_id", repo_id))
     api = None
     if dry_run is None:  # first: no token / offline is one line in about a second, before torch is even imported
         from huggingface_hub import HfApi
@@ -173,8 +172,8 @@ def _upload(api: Any, stage: Path, repo_id: str, files: list[str], private: bool
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         if not overwrite_card and api.file_exists(repo_id, "README.md", revision=revision):
-            raise StyleIDError(f"{repo_id} already has a model card (README.md); pass overwrite_card=True to replace it",
-                               cli=f"{repo_id} already has a model card (README.md); pass --overwrite-card to replace it")
+            raise StyleIDError("{repo} already has a model card (README.md); pass {fix} to replace it", repo=repo_id,
+                               fix=Arg("overwrite_card", True, flag="--overwrite-card"))
         info = api.upload_folder(repo_id=repo_id, folder_path=str(stage), repo_type="model", revision=revision,
                                  create_pr=create_pr, commit_message=commit_message or "Upload StyleID encoder with styleid push")
     except network as err:

@@ -8,6 +8,7 @@ cached fail at once when the Hub's host does not answer within a couple of secon
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import re
 import threading
@@ -16,12 +17,15 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import StyleIDError
+from ..errors import StyleIDError, reason
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DEFAULT_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model")
 # The loaders read safetensors first and fall back to a legacy pytorch_model.bin (tensors only, weights_only).
 LEGACY_WEIGHTS = ("pytorch_model.bin", "*/pytorch_model.bin")
+# what huggingface_hub raises for a repo it cannot get: HfHubHTTPError and LocalEntryNotFoundError are OSErrors
+# (connection failures reach us as the latter), HFValidationError a ValueError; anything else is a bug to show
+HUB_ERRORS = (OSError, ValueError)
 
 
 def resolve_model_dir(
@@ -32,8 +36,8 @@ def resolve_model_dir(
 ) -> Path:
     """Return a local folder for `id_or_dir`: the folder itself, or a Hub snapshot (downloaded on first use).
 
-    Errors speak to a Python caller; `flag` (the command-line option the value came from, if any)
-    gives them a command-line phrasing too (`StyleIDError.cli`)."""
+    Errors speak to a Python caller; `flag` (the command-line option the value came from, if any) is recorded
+    as the error's `option`, which its command-line wording names (`StyleIDError.for_cli`)."""
     path = Path(id_or_dir).expanduser()
     if path.is_dir():
         return path
@@ -51,10 +55,10 @@ def resolve_model_dir(
             patterns = _readable_patterns(text, tuple(allow_patterns))
             return Path(snapshot_download(text, allow_patterns=list(patterns)))
         return Path(snapshot_download(text, allow_patterns=list(allow_patterns), local_files_only=True))
-    except Exception as err:  # not cached, missing repo, gated, network: all end the same way for the user
-        why = f"{why} and they are not in the local cache" if not online else type(err).__name__
+    except HUB_ERRORS as err:  # not cached, missing repo, gated, network: all end the same way for the user
+        why = f"{why} and they are not in the local cache" if not online else reason(err)[:200]
         raise _error(f"the {kind} weights {text!r} are not available ({why}); download them where there is internet "
-                     f"(`hf download {text}`) or give the path of a local copy", flag) from None
+                     f"(`hf download {text}`) or give the path of a local copy", flag) from err
 
 
 def offline() -> bool:
@@ -98,8 +102,8 @@ def reachable(url: str, timeout: float = 2.0) -> tuple[bool, str]:
             result["ok"] = "1"
         except urllib.error.HTTPError:
             result["ok"] = "1"  # the server answered (401/404 still means the network works)
-        except Exception as err:  # DNS, refused, TLS, timeout, a sandbox without sockets: all "cannot download now"
-            result["err"] = type(err).__name__
+        except (OSError, ValueError, http.client.HTTPException) as err:  # DNS, refused, TLS, timeout, no sockets, a
+            result["err"] = type(err).__name__  # malformed answer: all "cannot download now"
 
     thread = threading.Thread(target=probe, daemon=True)
     thread.start()
@@ -133,7 +137,7 @@ def _readable_patterns(repo: str, patterns: tuple[str, ...]) -> tuple[str, ...]:
 
     try:
         files = list_repo_files(repo)
-    except Exception:  # the download below fails the same way, with the message users get
+    except HUB_ERRORS:  # the download below fails the same way, with the message users get
         return patterns
     if any(f.endswith(".safetensors") for f in files):
         return patterns
@@ -141,4 +145,6 @@ def _readable_patterns(repo: str, patterns: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _error(message: str, flag: str | None) -> StyleIDError:
-    return StyleIDError(message, cli=f"{flag}: {message}" if flag else None)
+    err = StyleIDError(message, param="id_or_dir")
+    err.option = flag  # the command line's wording prefixes the flag (as `cli.parsing.for_option` does)
+    return err

@@ -5,6 +5,7 @@
     metric = StyleIDScore("kwanY/styleid", reference=photo, normalize=True).to(device)  # one fixed reference
     for batch in loader:
         metric.update(generate(batch))             # or metric.update(preds, target) for paired images
+        # clips [B, F, 3, H, W] too: per-frame scores, then one mean per clip (files.video.frames_to_tensor)
     metric.compute()  # {"similarity": mean cosine, "verified": fraction ≥ threshold}
 
 Conventions follow torchmetrics' FID: `normalize=True` means float images in [0, 1], `normalize=False` uint8 in
@@ -38,10 +39,14 @@ def _encoder(model: Any, device: torch.device | str | None = None) -> Any:
     return enc
 
 
-def _pixels(images: torch.Tensor, normalize: bool, what: str) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+def _pixels(images: torch.Tensor, normalize: bool, what: str, clips: bool = False) -> torch.Tensor:
+    """Images [B, 3, H, W] (or, with `clips`, also videos [B, F, 3, H, W]) in the `normalize` convention → float."""
+    ok = isinstance(images, torch.Tensor) and ((images.ndim == 4 and images.shape[1] == 3)
+                                               or (clips and images.ndim == 5 and images.shape[2] == 3 and images.shape[1] > 0))
+    if not ok:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise StyleIDError(f"{what}: expected a [B, 3, H, W] image tensor, got {shape}")
+        want = "a [B, 3, H, W] image tensor or a [B, F, 3, H, W] clip tensor" if clips else "a [B, 3, H, W] image tensor"
+        raise StyleIDError(f"{what}: expected {want}, got {shape}")
     if normalize:
         if not images.is_floating_point():
             raise StyleIDError(f"{what}: normalize=True expects float images in [0, 1], got {images.dtype}")
@@ -53,32 +58,54 @@ def _embed(encoder: Any, images: torch.Tensor, crop: str, precision: str | None)
     return encoder.embed(images.to(encoder.device), crop=crop, precision=precision).float()
 
 
+def _frame_similarity(encoder: Any, preds: torch.Tensor, reference: torch.Tensor, normalize: bool, crop: str,
+                      precision: str | None) -> torch.Tensor:
+    """Cosine of each image [B] (or each clip's frames [B, F]) to its reference embedding ([B, D] or [1, D])."""
+    x = _pixels(preds, normalize, "preds", clips=True)
+    frames = x.flatten(0, 1) if x.ndim == 5 else x  # a clip's frames are embedded like images, in one batch
+    z = _embed(encoder, frames, crop, precision)
+    reference = reference.to(z.device)
+    if len(reference) not in (1, len(x)):
+        raise StyleIDError(f"target: {len(reference)} images for {len(x)} preds; give as many, or one for all")
+    if x.ndim == 5:
+        return (z.view(x.shape[0], x.shape[1], -1) * reference[:, None]).sum(-1)
+    return (z * reference).sum(-1)
+
+
 def _paired_similarity(encoder: Any, preds: torch.Tensor, target: torch.Tensor, normalize: bool, crop: str,
                        precision: str | None) -> torch.Tensor:
-    """[B] cosine of each generated image to its target (B targets, or 1 for all); differentiable in `preds` only."""
-    zp = _embed(encoder, _pixels(preds, normalize, "preds"), crop, precision)
+    """[B] cosine of each generated image to its target (B targets, or 1 for all), or [B, F] per clip frame;
+    differentiable in `preds` only."""
     with torch.no_grad():
         zt = _embed(encoder, _pixels(target, normalize, "target"), crop, precision)
-    if len(zt) not in (1, len(zp)):
-        raise StyleIDError(f"target: {len(zt)} images for {len(zp)} preds; give as many, or one for all")
-    return (zp * zt).sum(-1)
+    return _frame_similarity(encoder, preds, zt, normalize, crop, precision)
 
 
 def styleid_score(preds: torch.Tensor, target: torch.Tensor, model: Any = RELEASED_MODEL, *, normalize: bool = True,
                   crop: str = DEFAULT_CROP, precision: str | None = "fp32", reduction: str = "mean") -> torch.Tensor:
     """Cosine similarity of each generated image to its target (a batch of the same size, or one image for all);
-    differentiable in `preds`. reduction: "mean" | "none" (per image). `model`: an id/folder or a loaded encoder."""
-    if reduction not in ("mean", "none"):
-        raise StyleIDError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    differentiable in `preds`. preds may be clips [B, F, 3, H, W]: each clip scores the mean over its frames.
+    reduction: "mean" (over images / clips) | "none" (per image / clip) | "frames" (clips only: [B, F]).
+    `model`: an id/folder or a loaded encoder. `StyleIDScore` gives the same numbers, batch by batch."""
+    if reduction not in ("mean", "none", "frames"):
+        raise StyleIDError(f"reduction must be 'mean', 'none' or 'frames', got {reduction!r}")
     sim = _paired_similarity(_encoder(model), preds, target, normalize, crop, precision)
-    return sim.mean() if reduction == "mean" else sim
+    if reduction == "frames":
+        if sim.ndim != 2:
+            raise StyleIDError("reduction='frames' needs clips [B, F, 3, H, W]")
+        return sim
+    per_item = sim.mean(-1) if sim.ndim == 2 else sim  # a clip: the mean of its frames, as the video benchmarks
+    return per_item.mean() if reduction == "mean" else per_item
 
 
 class StyleIDScore(Metric):
     """Mean StyleID cosine similarity of generated images to their references, and the verified rate at `threshold`.
 
     model: a StyleID id / folder / "test-tiny", or a loaded `StyleIDEncoder`. reference: images of the person
-    ([K, 3, H, W]; their mean embedding is the fixed reference), also settable with `set_reference`.
+    ([K, 3, H, W]; their mean embedding is the fixed reference), also settable with `set_reference`. preds may be
+    clips [B, F, 3, H, W]: per-frame scores, then per-clip means, every clip weighing the same.
+    is_differentiable: the value `forward` returns carries gradients to `preds` (equal to `styleid_score`'s);
+    the accumulated `compute()` does not, since torchmetrics merges the states across batches without grad.
     keep_samples: also keep every similarity (a list state, gathered across processes) for `compute()["samples"]`."""
 
     higher_is_better = True
@@ -119,22 +146,25 @@ class StyleIDScore(Metric):
         self.reference_embedding = torch.nn.functional.normalize(z.mean(0), dim=-1)
 
     def update(self, preds: torch.Tensor, target: torch.Tensor | None = None) -> None:
-        """preds: generated images [B, 3, H, W]; target: their references (B images, or 1 for all), or None for the
-        fixed reference."""
+        """preds: generated images [B, 3, H, W] or clips [B, F, 3, H, W] (a clip counts once, with the mean of its
+        frames); target: their references (B images, or 1 for all), or None for the fixed reference.
+        The states keep the graph to `preds` (is_differentiable): `forward` and `compute` give gradients."""
         if target is not None:
             sim = _paired_similarity(self.encoder, preds, target, self.normalize, self.crop, self.precision)
         elif self.reference_embedding is not None:
-            zp = _embed(self.encoder, _pixels(preds, self.normalize, "preds"), self.crop, self.precision)
-            sim = (zp * self.reference_embedding.to(zp.device)[None]).sum(-1)
+            sim = _frame_similarity(self.encoder, preds, self.reference_embedding[None], self.normalize, self.crop,
+                                    self.precision)
         else:
             raise StyleIDError("no target and no fixed reference: pass target=, or reference= / set_reference() first")
-        detached = sim.detach().double()
-        self.similarity_sum += detached.sum()
-        self.similarity_sq_sum += (detached ** 2).sum()
-        self.verified_sum += (detached >= self.threshold).sum()
+        if sim.ndim == 2:  # clips: per-frame scores, then per-clip means
+            sim = sim.mean(-1)
+        sim64 = sim.double()
+        self.similarity_sum = self.similarity_sum + sim64.sum()
+        self.similarity_sq_sum = self.similarity_sq_sum + (sim64 ** 2).sum()
+        self.verified_sum += (sim.detach() >= self.threshold).sum()
         self.total += len(sim)
         if self.keep_samples:
-            self.samples.append(sim.detach().float())
+            self.samples.append(sim.float())
 
     def compute(self) -> dict[str, torch.Tensor]:
         n = self.total.double()

@@ -30,34 +30,23 @@ def _need_both(y: np.ndarray, what: str) -> None:
 
 
 def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
-    """Area under the ROC curve = P(score_pos > score_neg) + ½ P(tie) (Mann–Whitney)."""
+    """Area under the ROC curve = P(score_pos > score_neg) + ½ P(tie) (Mann–Whitney), by scikit-learn."""
+    from sklearn.metrics import roc_auc_score
+
     s, y = _check(scores, labels)
     _need_both(y, "AUROC")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), dtype=np.float64)
-    sorted_s = s[order]
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
-    avg = first + (counts - 1) / 2.0 + 1.0
-    ranks[order] = np.repeat(avg, counts)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(roc_auc_score(y, s))
 
 
 def roc_curve(scores: Sequence[float], labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(fpr, tpr, thresholds) for every distinct threshold, starting at (0, 0) with threshold +inf."""
+    """(fpr, tpr, thresholds) for every distinct threshold, starting at (0, 0) with threshold +inf (scikit-learn's,
+    every point kept: TPR at a fixed FPR must see each threshold)."""
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
     s, y = _check(scores, labels)
     _need_both(y, "an ROC curve")
-    thresholds = np.unique(s)[::-1]
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, y_sorted = s[order], y[order]
-    tp = np.cumsum(y_sorted)
-    fp = np.cumsum(~y_sorted)
-    # positions of the last occurrence of each threshold in descending order (score >= t)
-    last = np.searchsorted(-s_sorted, -thresholds, side="right") - 1
-    tpr = np.concatenate([[0.0], tp[last] / y.sum()])
-    fpr = np.concatenate([[0.0], fp[last] / (~y).sum()])
-    return fpr, tpr, np.concatenate([[np.inf], thresholds])
+    fpr, tpr, thresholds = sk_roc_curve(y, s, drop_intermediate=False)
+    return fpr, tpr, thresholds
 
 
 def tpr_at_fpr(scores: Sequence[float], labels: Sequence[int], fpr: float) -> float:

@@ -1,6 +1,6 @@
 """What `styleid generate` makes, before any model runs: sources, styles, levels, the work list and seeds.
 
-StyleBench-S layout (SPEC.md §3), relative to the output folder OUT:
+StyleBench-S layout (StyleID, Yun et al., SIGGRAPH 2026), relative to the output folder OUT:
 
     p3/{id}.png                          the source photo, re-encoded as RGB PNG (the stylizers read this copy)
     {method}/{style}/{id}_{idx}.png      a stylised image; {idx} is the strength level 1..7
@@ -23,11 +23,8 @@ from typing import Iterable, Sequence
 
 from ..errors import StyleIDError
 from ..files.images import IMAGE_SUFFIXES
+from ..pipelines import STYLIZERS, stylizer_names
 
-METHODS = ("ip_adapter", "instantid", "infiniteyou")  # the paper's three: the default of every command
-# beyond the paper, on request only (`--methods kontext`): FLUX.1 Kontext [dev] instruction editing
-EXTRA_METHODS = ("kontext",)
-ALL_METHODS = METHODS + EXTRA_METHODS
 LEVELS = tuple(range(1, 8))
 SOURCE_DIR = "p3"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a folder name that is safe on every file system
@@ -57,14 +54,28 @@ def stable_fraction(*parts: object) -> float:
 
 
 # ---------------------------------------------------------------------- methods and styles
+def all_methods() -> tuple[str, ...]:
+    """The methods `generate` can run: every image stylizer in the registry (`pipelines.STYLIZERS`), in order."""
+    return stylizer_names("image")
+
+
+def paper_methods() -> tuple[str, ...]:
+    """The paper's StyleBench-S generators: what every command runs when no methods are given."""
+    return tuple(name for name in all_methods() if STYLIZERS[name].paper)
+
+
 def parse_methods(text: str | Sequence[str]) -> list[str]:
     """"ip_adapter,instantid" → ["ip_adapter", "instantid"] (order kept, duplicates dropped)."""
     names = text.replace(",", " ").split() if isinstance(text, str) else list(text)
+    known = all_methods()
     if not names:
-        raise StyleIDError(f"no methods given; choose from {', '.join(ALL_METHODS)}")
-    unknown = [n for n in names if n not in ALL_METHODS]
+        raise StyleIDError(f"no methods given; choose from {', '.join(known)}")
+    video = [n for n in names if n in STYLIZERS and n not in known]
+    if video:
+        raise StyleIDError(f"{', '.join(video)} make(s) videos; generate writes images, choose from {', '.join(known)}")
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise StyleIDError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(ALL_METHODS)}")
+        raise StyleIDError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     return list(dict.fromkeys(names))
 
 
@@ -127,8 +138,8 @@ def read_calibration(path: str | os.PathLike) -> dict[tuple[str, str], list[int]
         if missing:
             raise StyleIDError(f"{where}: missing {', '.join(missing)}")
         method, style, kept = cell["method"], cell["style"], cell["levels_kept"]
-        if method not in ALL_METHODS:
-            raise StyleIDError(f"{where}: unknown method {method!r} (one of {', '.join(ALL_METHODS)})")
+        if method not in all_methods():
+            raise StyleIDError(f"{where}: unknown method {method!r} (one of {', '.join(all_methods())})")
         if not isinstance(style, str) or not _NAME.match(style):
             raise StyleIDError(f"{where}: style must be a folder-safe name, got {style!r}")
         if not isinstance(kept, list) or any(isinstance(v, bool) or not isinstance(v, int) or v not in LEVELS for v in kept):

@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 
-from ..errors import NoFaceError, StyleIDError
+from ..errors import Arg, NoFaceError, StyleIDError
+from ..files.video import Frame
 from ..eval.models import (
     BASELINES,
     ModelSpec,
-    ModelUnavailable,
     build_embedder,
     load_encoder,
     parse_baseline,
@@ -59,30 +59,33 @@ class ScoreModel:
             self.encoder = load_encoder(spec, device)
         else:  # face baselines have eval's own no-face fallback ("center"); skip/error are handled here per file
             fallback = "center" if no_face == "center" else "error"
-            try:
-                self.embedder = build_embedder(dataclasses.replace(spec, no_face=fallback, precision=precision.name),
-                                               crop, device, batch_size, detector, model_rootpath)
-            except ModelUnavailable as err:  # eval's message names its own flag for the weights
-                err.cli = err.for_cli().replace("--baseline ", "--model ")
-                raise
+            # a weights error names its argument (eval's --baseline); `styleid score` words it as --model (for_option)
+            self.embedder = build_embedder(dataclasses.replace(spec, no_face=fallback, precision=precision.name),
+                                           crop, device, batch_size, detector, model_rootpath)
 
     @property
     def embedding_dim(self) -> int | None:
         return self.encoder.embedding_dim if self.encoder is not None else None
 
-    def _prepare(self, file: Path) -> tuple[torch.Tensor | None, str]:
+    def _prepare(self, file: Path | Frame) -> tuple[torch.Tensor | None, str]:
         # the same per-image preparation as StyleIDEncoder.embed, so scores equal `styleid embed` + cosine
+        item = file.image if isinstance(file, Frame) else str(file)
         try:
-            return self.encoder.prepare_image(str(file), self.crop, self.detector, self.model_rootpath), "ok"
+            return self.encoder.prepare_image(item, self.crop, self.detector, self.model_rootpath), "ok"
         except NoFaceError:
             if self.no_face == "error":
+                if isinstance(file, Frame):  # the decoded frame has no file name of its own
+                    raise NoFaceError("{name}: no face found; use {fix} or skip", name=file.name,
+                                      fix=Arg("no_face", "center")) from None
                 raise
             if self.no_face == "skip":
                 return None, "skipped"
-            return self.encoder.prepare_image(str(file), "center", self.detector, self.model_rootpath), "no_face"
+            return self.encoder.prepare_image(item, "center", self.detector, self.model_rootpath), "no_face"
 
-    def embed(self, files: Sequence[Path], pool: ThreadPoolExecutor | None) -> tuple[torch.Tensor, list[str]]:
-        """[len(files), D] (rows of skipped files are NaN) and the status of each file."""
+    def embed(self, files: Sequence[Path | Frame], pool: ThreadPoolExecutor | None) -> tuple[torch.Tensor, list[str]]:
+        """[len(files), D] (rows of skipped files are NaN) and the status of each file (or decoded video frame)."""
+        if any(isinstance(f, Frame) for f in files) and self.encoder is None:
+            return self._embed_frames_baseline(files)
         if self.encoder is not None:
             prepared = list(pool.map(self._prepare, files)) if pool is not None else [self._prepare(f) for f in files]
             status = [s for _, s in prepared]
@@ -112,6 +115,26 @@ class ScoreModel:
                 status.append("skipped")
         dim = next((len(r) for r in rows if r is not None), 1)
         return torch.stack([r if r is not None else torch.full((dim,), float("nan")) for r in rows]), status
+
+
+    def _embed_frames_baseline(self, items: Sequence[Path | Frame]) -> tuple[torch.Tensor, list[str]]:
+        # eval's embedders read files (and key their no-face fallbacks by path): give each frame a lossless PNG
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="styleid-frames-") as tmp:
+            files = []
+            for k, item in enumerate(items):
+                if isinstance(item, Frame):
+                    files.append(Path(tmp) / f"{k}.png")
+                    item.image.save(files[-1], format="PNG", compress_level=1)
+                else:
+                    files.append(item)
+            try:
+                return self._embed_baseline(files)
+            except NoFaceError as err:
+                names = {str(f): (i.name if isinstance(i, Frame) else str(i)) for f, i in zip(files, items)}
+                text = next((n for f, n in names.items() if f in str(err)), "a video frame")
+                raise NoFaceError("{name}: no face found; use {fix} or skip", name=text, fix=Arg("no_face", "center")) from None
 
 
 def default_workers() -> int:

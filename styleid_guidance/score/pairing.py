@@ -12,7 +12,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..errors import StyleIDError
+from ..errors import Arg, StyleIDError
 from .sources import Source
 
 MEAN = -1  # the reference index of the reference set's mean embedding
@@ -38,10 +38,9 @@ def _by_name(ref: Source, gen: Source) -> list[tuple[int, int]]:
     keys: dict[str, int] = {}
     for i, name in enumerate(ref.names):
         if _key(name) in keys:
-            raise StyleIDError(f"{ref.where}: {ref.names[keys[_key(name)]]} and {name} have the same name; pairing by "
-                               f"name needs one reference per name (rename one, or give a pairs CSV)",
-                               cli=f"{ref.where}: {ref.names[keys[_key(name)]]} and {name} have the same name; pairing by "
-                                   f"name needs one reference per name (rename one, or pass --pairs CSV)")
+            raise StyleIDError("{where}: {a} and {b} have the same name; pairing by name needs one reference per name "
+                               "(rename one, or pass {pairs})", where=ref.where, a=ref.names[keys[_key(name)]], b=name,
+                               pairs=Arg("pairs", metavar="CSV"))
         keys[_key(name)] = i
     pairs, unpaired = [], []
     for j, name in enumerate(gen.names):
@@ -56,9 +55,8 @@ def _by_name(ref: Source, gen: Source) -> list[tuple[int, int]]:
                 f"(first: {_first(unpaired)})" if unpaired else
                 f"{len(unused)} of {len(ref)} references in {ref.where} have no generated image of the same name "
                 f"(first: {_first(unused)})")
-        raise StyleIDError(f"{what}; name them alike, give a pairs CSV, or use a reference set for several photos of "
-                           f"one person",
-                           cli=f"{what}; name them alike, pass --pairs CSV, or --reference-set for several photos of one person")
+        raise StyleIDError("{what}; name them alike, pass {pairs}, or {reference_set} for several photos of one person",
+                           what=what, pairs=Arg("pairs", metavar="CSV"), reference_set=Arg("reference_set", True))
     return pairs
 
 
@@ -92,7 +90,7 @@ def _index(source: Source, name: str, root: Path) -> int | None:
         except ValueError:
             return None
         return lookup.get(rel)
-    if source.kind == "image" and (root / name).resolve() == source.files[0].resolve():
+    if source.kind in ("image", "video") and (root / name).resolve() == source.files[0].resolve():
         return 0
     return None
 
@@ -121,11 +119,11 @@ def _from_csv(ref: Source, gen: Source, csv_path: str | Path) -> list[tuple[int,
 def pair_sources(ref: Source, gen: Source, pairs_csv: str | Path | None = None, reference_set: bool = False) -> Pairing:
     if reference_set:
         if pairs_csv is not None:
-            raise StyleIDError("a reference set is compared with every generated image; give no pairs CSV with it",
-                               cli="--reference-set compares every generated image with the set; leave out --pairs")
+            raise StyleIDError("{reference_set} compares every generated image with the set; leave out {pairs}",
+                               param="pairs", reference_set=Arg("reference_set", flag="--reference-set"), pairs=Arg("pairs"))
         if len(ref) < 2:
-            raise StyleIDError(f"{ref.where}: a reference set needs at least 2 photos of the person, found {len(ref)}",
-                               cli=f"--reference-set {ref.where}: needs at least 2 photos of the person, found {len(ref)}")
+            raise StyleIDError("{where}: {reference_set} needs at least 2 photos of the person, found {n}",
+                               where=ref.where, reference_set=Arg("reference_set"), n=len(ref))
         return Pairing("reference-set", [(MEAN, j) for j in range(len(gen))])
     if pairs_csv is not None:
         return Pairing("pairs", _from_csv(ref, gen, pairs_csv))

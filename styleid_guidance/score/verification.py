@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import StyleIDError
 from ..eval.calibration import read_calibration
-from ..options import DEFAULT_THRESHOLD, RELEASED_MODEL
+from ..options import DEFAULT_DETECTOR, DEFAULT_THRESHOLD, RELEASED_MODEL
 
 @dataclass
 class VerificationResult:
@@ -67,7 +67,7 @@ def facial_area(image: Any, crop: str, detector: str, model_rootpath: str | None
 
 
 def verify(img1: Any, img2: Any | list[Any], model: Any = RELEASED_MODEL, *, threshold: float = DEFAULT_THRESHOLD, crop: str = "face",
-           detector: str = "retinaface", model_rootpath: str | None = None, precision: str | None = None,
+           detector: str = DEFAULT_DETECTOR, model_rootpath: str | None = None, precision: str | None = None,
            device: Any = None, model_name: str | None = None, facial_areas: bool = True) -> VerificationResult | list[VerificationResult]:
     """deepface-style `verify`: img1 against img2 (or each of a list). `model`: an id / folder / "test-tiny" or a
     loaded StyleIDEncoder (then pass `model_name` for the result and the calibration's folder). facial_areas=False

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from styleid_guidance.options import OFFLINE_DETECTOR
 from styleid_guidance.pipelines.face_embeddings import FaceEmbedder
 
 from .rng import seeded
@@ -19,7 +20,7 @@ class TinyFaceEmbedder(FaceEmbedder):
     embeddings), which is all the tiny pipelines need. Detection and alignment are the real ones (mtcnn by
     default, which ships its weights)."""
 
-    def __init__(self, dim: int = 512, seed: int = 0, detector: str = "mtcnn", **kwargs: Any):
+    def __init__(self, dim: int = 512, seed: int = 0, detector: str = OFFLINE_DETECTOR, **kwargs: Any):
         super().__init__(detector=detector, **kwargs)
         with seeded(seed):
             self.net = nn.Sequential(

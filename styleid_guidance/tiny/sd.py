@@ -13,7 +13,7 @@ from tokenizers import pre_tokenizers
 from transformers import (CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig,
                           CLIPVisionModelWithProjection)
 
-from styleid_guidance.pipelines.ddim import sd15_scheduler
+from styleid_guidance.pipelines.presets import sd15_scheduler
 
 from .rng import seeded
 

@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from styleid_guidance.devices import PRECISIONS as COMPUTE_PRECISIONS
-from styleid_guidance.errors import StyleIDError
-from styleid_guidance.options import CROPS
+from styleid_guidance.errors import Arg, StyleIDError, bad_value
+from styleid_guidance.options import CROPS, MIXED_PRECISIONS, PRECISIONS
 
-from ..config import PRECISIONS, SCHEDULES
+from ..config import SCHEDULES
 
 GROUPS = {"data": "data", "models": "teacher and student", "objective": "objective (λ_cos·L_cos + λ_rel·L_rel)",
           "optim": "optimisation", "log": "evaluation, checkpoints, logging"}
@@ -39,7 +38,7 @@ class DistillConfig:
     teacher: str = _opt("kwanY/styleid", "the StyleID encoder to distil: Hub id, local folder, or test-tiny", "models",
                         metavar="ID_OR_DIR")
     teacher_precision: str = _opt("auto", "precision of the one-off teacher pass (auto = bf16 where native)", "models",
-                                  choices=COMPUTE_PRECISIONS)
+                                  choices=PRECISIONS)
     student: str = _opt("ViT-B-32", "open_clip architecture of the student (a CLIP ViT gets the teacher's embedding "
                                     "width), test-tiny, or teacher: the teacher itself made cheaper (--student-layers "
                                     "of its blocks, --student-patch px patches), which starts close to it", "models")
@@ -59,7 +58,7 @@ class DistillConfig:
     max_steps: int = _opt(3000, "optimizer steps", "optim")
     images_per_batch: int = _opt(64, "images per step on each process", "optim")
     max_grad_norm: float = _opt(1.0, "clip gradients to this norm; 0 = off", "optim")
-    mixed_precision: str = _opt("no", "accelerate mixed precision of the student's training", "optim", choices=PRECISIONS)
+    mixed_precision: str = _opt("no", "accelerate mixed precision of the student's training", "optim", choices=MIXED_PRECISIONS)
     seed: int = _opt(0, "seed of the batch order and of a random student", "optim")
     # evaluation, checkpoints, logging
     eval_pairs: str | None = _opt(None, "held-out pairs CSV (the `styleid eval` format): the final report scores "
@@ -81,31 +80,33 @@ class DistillConfig:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
                 value > 0 if strict else value >= 0)
             if not ok:
-                raise StyleIDError(f"{_flag(name)} must be a finite number {'>' if strict else '≥'} 0, got {value!r}")
+                raise bad_value(name, f"must be a finite number {'>' if strict else '≥'} 0, got {value!r}")
 
         for name in ("lr",):
             positive(name, strict=True)
         for name in ("weight_decay", "lambda_cos", "lambda_rel", "max_grad_norm"):
             positive(name, strict=False)
         if self.lambda_cos == 0 and self.lambda_rel == 0:
-            raise StyleIDError("--lambda-cos and --lambda-rel are both 0: nothing would be distilled")
+            raise StyleIDError("{cos} and {rel} are both 0: nothing would be distilled", param="lambda_cos",
+                               cos=Arg("lambda_cos"), rel=Arg("lambda_rel"))
         for name, low in (("max_steps", 1), ("images_per_batch", 2), ("warmup_steps", 0), ("save_every", 1),
                           ("keep_last", 1), ("log_every", 1), ("num_workers", 0), ("report_size", 16),
                           ("student_layers", 0), ("student_patch", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise StyleIDError(f"{_flag(name)} must be a whole number ≥ {low}, got {value!r}")
-        for name, options in (("crop", CROPS), ("teacher_precision", COMPUTE_PRECISIONS), ("lr_schedule", SCHEDULES),
-                              ("mixed_precision", PRECISIONS)):
+                raise bad_value(name, f"must be a whole number ≥ {low}, got {value!r}")
+        for name, options in (("crop", CROPS), ("teacher_precision", PRECISIONS), ("lr_schedule", SCHEDULES),
+                              ("mixed_precision", MIXED_PRECISIONS)):
             if getattr(self, name) not in options:
-                raise StyleIDError(f"{_flag(name)} must be one of {', '.join(options)}, got {getattr(self, name)!r}")
+                raise bad_value(name, f"must be one of {', '.join(options)}, got {getattr(self, name)!r}")
         if self.student != "teacher" and (self.student_layers or self.student_patch):
-            raise StyleIDError("--student-layers and --student-patch shape a --student teacher; drop them or add "
-                               "--student teacher")
+            raise StyleIDError("{layers} and {patch} shape a {teacher}; drop them or add {teacher}", param="student",
+                               layers=Arg("student_layers"), patch=Arg("student_patch"), teacher=Arg("student", "teacher"))
         if not self.data:
-            raise StyleIDError("--data is required: a folder of images (StyleBench-S layout or any images)")
+            raise StyleIDError("{data} is required: a folder of images (StyleBench-S layout or any images)", param="data",
+                               data=Arg("data"))
         if self.eval_pairs and not Path(self.eval_pairs).is_file():
-            raise StyleIDError(f"--eval-pairs {self.eval_pairs}: no such file")
+            raise StyleIDError("{pairs}: no such file", param="eval_pairs", pairs=Arg("eval_pairs", self.eval_pairs))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -114,6 +115,3 @@ class DistillConfig:
 # settings that change what a checkpoint's tensors or the batch stream mean: a resume across them is refused
 INCOMPATIBLE = ("teacher", "student", "student_layers", "student_patch", "student_pretrained", "crop", "images_per_batch", "seed")
 
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")

@@ -23,6 +23,7 @@ from styleid_guidance.encoder.backbones import build_backbone, check_model_name,
 from styleid_guidance.encoder.config import LoraSettings
 from styleid_guidance.encoder.model import StyleIDEncoder
 from styleid_guidance.errors import StyleIDError
+from styleid_guidance.options import DEFAULT_DETECTOR
 from styleid_guidance.files.atomic import atomic_write
 from styleid_guidance.files.images import list_images, load_image, to_tensor
 from styleid_guidance.encoder.preprocess import clip_preprocess
@@ -59,7 +60,7 @@ def build_student(architecture: str, pretrained: str | None, embedding_dim: int,
                 raise StyleIDError(f"student {architecture!r}: cannot resize its projection ({missing[:3]}, {unexpected[:3]})")
             visual = resized
             config = dataclasses.replace(config, backbone={"vit": vit}, embedding_dim=embedding_dim)
-    config = dataclasses.replace(config, lora=LoraSettings(rank=0), source=f"distilled:{architecture}/{pretrained or 'random'}")
+    config = dataclasses.replace(config, lora=LoraSettings(lora_rank=0), source=f"distilled:{architecture}/{pretrained or 'random'}")
     student = StyleIDEncoder(visual, config)
     for p in student.parameters():
         p.requires_grad_(True)
@@ -105,7 +106,7 @@ def shrink_teacher(teacher: StyleIDEncoder, layers: int = 0, patch: int = 0) -> 
     small = vit_from_kwargs(dict(vit, layers=layers, patch_size=patch))
     small.load_state_dict(out, strict=True)
     config = dataclasses.replace(merged.config, backbone={"vit": dict(vit, layers=layers, patch_size=patch)},
-                                 lora=LoraSettings(rank=0), source=f"distilled:teacher/{layers}x{patch}px")
+                                 lora=LoraSettings(lora_rank=0), source=f"distilled:teacher/{layers}x{patch}px")
     student = StyleIDEncoder(small, config)
     for p in student.parameters():
         p.requires_grad_(True)
@@ -196,7 +197,7 @@ def student_pixels(path: Path, size: int, mean: Sequence[float], std: Sequence[f
     if crop == "face":
         from styleid_guidance.faces.detection import crop_faces
 
-        x = crop_faces(x, out_size=size, detector="retinaface", names=[str(path)])
+        x = crop_faces(x, out_size=size, detector=DEFAULT_DETECTOR, names=[str(path)])
         crop = "none"
     return clip_preprocess(x, size, mean, std, crop=crop)[0]
 

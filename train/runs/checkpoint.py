@@ -9,6 +9,9 @@ A checkpoint `OUTPUT/checkpoints/step-00001000/` holds
     trainer_state.json      step, sampler position, the config fingerprint checked on resume
 The folder only appears under its final name once every file is complete, so a SIGKILL at any
 moment leaves either the previous checkpoint or the new one, never half of one.
+
+Not accelerate's `save_state`/`load_state`: they pickle the RNG states (numpy's and python's as objects) and
+load them with full unpickling, which our weights-only rule forbids; here every RNG state is tensors and JSON.
 """
 from __future__ import annotations
 

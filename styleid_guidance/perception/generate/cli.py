@@ -7,8 +7,8 @@
     styleid generate faces/ -o OUT --pairs OUT/pairs.csv    also a balanced same/different pair list
     styleid generate faces/ -o OUT --tiny --steps 2         offline, tiny random models (a smoke test)
 
-Layout (SPEC.md §3, StyleBench-S): `OUT/p3/{id}.png` (the source, re-encoded as PNG; {id} is the photo's
-file name), `OUT/{method}/{style}/{id}_{idx}.png` with **{idx} = the strength level 1..7**, and
+Layout (StyleBench-S; StyleID, Yun et al., SIGGRAPH 2026): `OUT/p3/{id}.png` (the source, re-encoded as PNG;
+{id} is the photo's file name), `OUT/{method}/{style}/{id}_{idx}.png` with **{idx} = the strength level 1..7**, and
 `OUT/manifest.jsonl`, one JSON record per image — path, id, method, style, prompt, level, seed, every
 pipeline argument (`params`), the user's `overrides`, model ids, dtype, device, size and sha256. The
 manifest is the authority (`styleid train` reads levels from it); `stylebench.json` says idx = level for
@@ -49,8 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from ...cli import flags, parsing, runtime, values
-from ...errors import StyleIDError
-from ..layout import EXTRA_METHODS, METHODS
+from ...errors import Arg, StyleIDError
+from ...pipelines import STYLIZERS
+from ..layout import all_methods, paper_methods
 
 
 def register(sub: Any) -> None:
@@ -59,9 +60,10 @@ def register(sub: Any) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="+", metavar="SOURCES", help="face photos: image files and/or folders of them (ids = file names)")
     flags.add_output(p, "output folder (StyleBench-S layout + manifest.jsonl)")
+    extra = [f"{m} = {STYLIZERS[m].description or STYLIZERS[m].label}" for m in all_methods() if m not in paper_methods()]
     p.add_argument("--methods", default=None, metavar="M,M,...",
-                   help=f"stylizers, comma-separated: {', '.join(METHODS + EXTRA_METHODS)} (default: the paper's three; "
-                        "kontext = FLUX.1 Kontext [dev], on request)")
+                   help=f"stylizers, comma-separated: {', '.join(all_methods())} (default: the paper's, "
+                        f"{', '.join(paper_methods())}{'; ' if extra else ''}{'; '.join(extra)})")
     p.add_argument("--styles", nargs="+", default=None, metavar="STYLE",
                    help="the paper's style names (pixar,orc,...) and/or custom NAME=PROMPT items (default: the paper's ten)")
     which = p.add_mutually_exclusive_group()
@@ -69,11 +71,12 @@ def register(sub: Any) -> None:
     which.add_argument("--calibration", default=None, metavar="JSON",
                        help="psychometric.json from styleid psychometric: each (method, style) gets its levels_kept")
     flags.add_seed(p)
+    steps = ", ".join(f"{m} {STYLIZERS[m].preset(4).get('num_inference_steps', '?')}" for m in all_methods())
     p.add_argument("--steps", type=values.positive_int, default=None,
-                   help="denoising steps for every method (default: the paper's, 25 / 25 / 20; kontext 28; tiny IP-Adapter 10)")
+                   help=f"denoising steps for every method (default: each method's preset, {steps}; tiny IP-Adapter 10)")
     p.add_argument("--image-size", type=values.positive_int, default=None,
-                   help="output side in px (default: the method's, 512 / 1024 / 512; tiny 64 / 64 / 32; kontext: "
-                        "the photo's aspect at 1024² px, tiny 32²)")
+                   help="output side in px (default: each method's own, 512 or 1024 px, 32-64 px for the tiny models; "
+                        "a method whose output follows the photo keeps its aspect ratio at that area)")
     p.add_argument("--pairs", default=None, metavar="CSV",
                    help="also write a balanced same/different pairs CSV here for a human study or styleid eval")
     flags.add_tiny(p)
@@ -90,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from ..layout import find_sources, parse_methods, parse_styles, plan_cells, read_calibration
 
     with parsing.for_option("--methods", args.methods):
-        methods = parse_methods(args.methods or ",".join(METHODS))
+        methods = parse_methods(args.methods or ",".join(paper_methods()))
     with parsing.for_option("--styles"):
         styles = parse_styles(args.styles)
     calibration = None
@@ -101,9 +104,9 @@ def run(args: argparse.Namespace) -> int:
         cells = plan_cells(methods, styles, args.levels, calibration,
                            methods_given=args.methods is not None,
                            styles_given=args.styles is not None)
-    if not cells:
-        raise StyleIDError("nothing to generate: the calibration keeps no level for the chosen methods and styles",
-                                  cli="--calibration: keeps no level for the chosen methods and styles; nothing to generate")
+    if not cells:  # only a calibration can plan nothing: without one, every method × style × level is a cell
+        raise StyleIDError("nothing to generate: {calibration} keeps no level for the chosen methods and styles",
+                           param="calibration", calibration=Arg("calibration", args.calibration))
     with parsing.for_option("SOURCES"):
         sources = find_sources(args.sources)
     # fail now, not after loading several GB of models

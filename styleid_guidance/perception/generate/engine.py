@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 from ...errors import NoFaceError, StyleIDError
 from ...files.atomic import atomic_write, check_writable_dir
 from ...files.digest import sha256_file
+from ...options import detector_for
 from ..layout import Item, Source, item_seed, source_relpath, work_list
 from ..manifest import ManifestPart, on_disk, read_records, reconcile, run_lock
 
@@ -130,7 +131,7 @@ def generate(config: GenerateConfig, report: Callable[[str], None] = _report) ->
                            f"{state.num_processes}; check the accelerate launch flags (CPU runs need ACCELERATE_USE_CPU=1)")
     device = state.device if state.num_processes > 1 else resolve_device(config.device)
     dtype = resolve_dtype(config.precision, device, config.tiny)
-    detector = config.detector or ("mtcnn" if config.tiny else "retinaface")
+    detector = detector_for(config.detector, config.tiny)
     loader = Loader(config.tiny, device, dtype, detector, config.model_rootpath)
     main = state.is_main_process
 
@@ -274,7 +275,7 @@ def _images_phase(items: Sequence[Item], out: Path, records: dict[str, dict[str,
                 faces[item.id] = load_image(out / want["source"])
                 while len(faces) > 2:
                     faces.popitem(last=False)
-            params = call_params(item.method, stylizer, item.level, config.overrides)
+            params = call_params(stylizer, item.level, config.overrides)
             try:
                 image = stylizer(faces[item.id], want["prompt"], strength_level=item.level, seed=want["seed"], **params)
             except NoFaceError:

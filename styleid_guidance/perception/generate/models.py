@@ -1,74 +1,52 @@
-"""The StyleBench-S generators behind `styleid generate` (the paper's three, and FLUX.1 Kontext on request): how to load each, and the exact arguments
-of one call (recorded in the manifest, so an image can be re-made from its record alone)."""
+"""The StyleBench-S generators behind `styleid generate` (every image stylizer in `styleid_guidance.pipelines.STYLIZERS`;
+the paper's three by default): how to load each, what the manifest records about its models, and the exact
+arguments of one call (recorded too, so an image can be re-made from its record alone)."""
 from __future__ import annotations
 
 import collections
 import contextlib
 import hashlib
-import inspect
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
 
+from ...devices import resolve_precision
 from ...errors import StyleIDError
+from ...pipelines import STYLIZERS
 
-# method name in the layout → (module, class)
-STYLIZERS = {
-    "ip_adapter": ("styleid_guidance.pipelines.ip_adapter", "IPAdapterStylizer"),
-    "instantid": ("styleid_guidance.pipelines.instantid", "InstantIDStylizer"),
-    "infiniteyou": ("styleid_guidance.pipelines.infiniteyou", "InfiniteYouStylizer"),
-    "kontext": ("styleid_guidance.pipelines.kontext", "KontextStylizer"),  # `--methods kontext` (beyond the paper)
-}
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+TINY_WEIGHTS = "tiny-random (styleid_guidance.tiny, seeded)"
 
 
 def stylizer_class(method: str) -> type:
-    import importlib
-
-    module, name = STYLIZERS[method]
-    return getattr(importlib.import_module(module), name)
+    return STYLIZERS[method].load()
 
 
 def resolve_dtype(precision: str, device: torch.device, tiny: bool) -> torch.dtype:
-    """--precision → dtype. auto: bf16 where the device runs it natively (CUDA with bf16), else fp32.
-    The tiny stylizers are built in fp32 and stay there (their constructors take no dtype)."""
+    """--precision → the pipelines' dtype, by the one rule of `devices.resolve_precision` (auto: bf16 where the
+    device runs it natively, else fp32). The tiny stylizers are built in fp32 and stay there (their constructors
+    take no dtype)."""
     if tiny:
         return torch.float32
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    return DTYPES[precision]
+    return resolve_precision(precision, device).dtype
 
 
 def model_ids(method: str, tiny: bool) -> dict[str, Any]:
-    """What the images of `method` come from, for the manifest: the class and its Hub ids / defaults."""
-    cls = stylizer_class(method)
+    """What the images of `method` come from, for the manifest (and for resuming: a record asking for other
+    models stops the run): the class name and the model ids its registry entry declares. The same record
+    earlier releases wrote from `from_pretrained`'s keyword defaults, so their data folders still resume."""
+    entry = STYLIZERS[method]
     if tiny:
-        return {"class": cls.__name__, "weights": "tiny-random (styleid_guidance.tiny, seeded)"}
-    signature = inspect.signature(cls.from_pretrained)
-    ids = {name: p.default for name, p in signature.parameters.items()
-           if isinstance(p.default, str) and name not in ("detector",)}
-    return {"class": cls.__name__, **ids}
+        return {"class": entry.class_name, "weights": TINY_WEIGHTS}
+    return {"class": entry.class_name, **entry.models}
 
 
-def call_params(method: str, stylizer: Any, level: int, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Every argument one stylizer call gets besides face, prompt, level and seed: the paper's preset for
-    the level, the stylizer's own defaults (size, steps of the tiny models), then the user's overrides.
-    Passed explicitly, so the record is what ran, not a guess of what the defaults were."""
-    from ...pipelines import presets
-
-    if method == "ip_adapter":
-        params = {**presets.ip_adapter_preset(level), **stylizer.defaults}
-    elif method == "instantid":
-        params = {**presets.instantid_preset(level), "height": stylizer.size, "width": stylizer.size}
-    elif method == "kontext":
-        # the output keeps each photo's aspect ratio at stylizer.size² (so no height/width here unless
-        # --image-size asks); the instruction is presets.kontext_instruction(prompt, level), derived from the record
-        params = {**presets.kontext_preset(level), **stylizer.call_defaults}
-    else:
-        params = {**presets.infiniteyou_preset(level), "height": stylizer.size, "width": stylizer.size,
-                  **stylizer.call_defaults}
-    return {**params, **overrides}
+def call_params(stylizer: Any, level: int, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Every argument one stylizer call gets besides face, prompt, level and seed: its `call_settings` (the
+    preset for the level, then its own defaults: size, steps of the tiny models), then the user's overrides.
+    Passed explicitly, so the record is what ran, not a guess of what the defaults were. Where the output
+    size follows the photo (Kontext) it is not recorded unless --image-size asks for one."""
+    return {**stylizer.call_settings(level), **overrides}
 
 
 class CachedFaces:

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...errors import StyleIDError
+from ...errors import Arg, StyleIDError
 from .trials import LEVELS, CellCounts
 
 GUESS = 0.5  # 2AFC: chance
@@ -42,16 +42,15 @@ class FitOptions:
     min_levels: int = 3           # fewer distinct levels cannot pin down threshold, width and lapse
 
     def check(self) -> None:
-        # one check for Python callers and the command line (`cli=`: the same sentence with the flag's name)
+        # one check for Python callers and the command line (the `Arg` is worded as a field or as its flag)
         if not GUESS < self.target < 1:
-            raise StyleIDError(f"target must be between 0.5 (chance in 2AFC) and 1, got {self.target}",
-                               cli=f"--target must be between 0.5 (chance in 2AFC) and 1, got {self.target:g}")
+            raise StyleIDError("{name} must be between 0.5 (chance in 2AFC) and 1, got {value:g}", param="target",
+                               name=Arg("target"), value=self.target)
         if not 0 <= self.max_lapse < 0.5:
-            raise StyleIDError(f"max_lapse must be from 0 to 0.5, got {self.max_lapse}",
-                               cli=f"--max-lapse must be from 0 to below 0.5, got {self.max_lapse:g}")
+            raise StyleIDError("{name} must be from 0 to below 0.5, got {value:g}", param="max_lapse",
+                               name=Arg("max_lapse"), value=self.max_lapse)
         if not 0 < self.ci < 1:
-            raise StyleIDError(f"ci must be between 0 and 1, got {self.ci}",
-                               cli=f"--ci must be between 0 and 1, got {self.ci:g}")
+            raise StyleIDError("{name} must be between 0 and 1, got {value:g}", param="ci", name=Arg("ci"), value=self.ci)
 
 
 @dataclass

@@ -54,12 +54,7 @@ def run_export(args: argparse.Namespace) -> int:
     from .export import CleaningRules, export
 
     rules = CleaningRules(args.min_rt_ms, args.max_rt_ms, args.max_fast_fraction, args.min_consistency)
-    flag_names = {"min_rt_ms": "--min-rt-ms", "max_fast_fraction": "--max-fast-fraction", "min_consistency": "--min-consistency"}
-    try:
-        rules.check()
-    except StyleIDError as err:
-        name = str(err).split()[0]
-        raise StyleIDError(str(err), cli=str(err).replace(name, flag_names[name], 1)) from None
+    rules.check()  # its errors name the fields, worded as flags here
     report = export(args.data, args.output, rules)
     people = report["participants"]
     dropped = sum(not info["kept"] for infos in people.values() for info in infos)
@@ -83,10 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.port is not None and not 0 < args.port < 65536:
         raise StyleIDError(f"--port must be from 1 to 65535, got {args.port}")
     settings = StudySettings(tuple(tasks_from(args.task)), args.trials, args.repeats, args.seed)
-    try:
-        settings.check()
-    except StyleIDError as err:
-        raise StyleIDError(str(err), cli=f"--{str(err)}") from None
+    settings.check()
     log = _logger()
     data = load_dataset(args.data)
     with parsing.for_option("--output", args.output):

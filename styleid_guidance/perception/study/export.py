@@ -25,7 +25,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ...errors import StyleIDError
+from ...errors import Arg, StyleIDError
 from ...files.atomic import atomic_dir
 from .data import PAIRS, load_dataset
 from .store import RESPONSES, SETTINGS, read_responses
@@ -42,10 +42,12 @@ class CleaningRules:
 
     def check(self) -> None:
         if not 0 <= self.min_rt_ms < self.max_rt_ms:
-            raise StyleIDError(f"min_rt_ms must be ≥ 0 and below max_rt_ms, got {self.min_rt_ms:g} and {self.max_rt_ms:g}")
+            raise StyleIDError("{low} must be ≥ 0 and below {high}, got {a:g} and {b:g}", param="min_rt_ms",
+                               low=Arg("min_rt_ms"), high=Arg("max_rt_ms"), a=self.min_rt_ms, b=self.max_rt_ms)
         for name in ("max_fast_fraction", "min_consistency"):
             if not 0 <= getattr(self, name) <= 1:
-                raise StyleIDError(f"{name} must be from 0 to 1, got {getattr(self, name):g}")
+                raise StyleIDError("{name} must be from 0 to 1, got {value:g}", param=name, name=Arg(name),
+                                   value=getattr(self, name))
 
 
 def _rows_by_participant_task(rows: list[dict[str, str]]) -> dict[tuple[str, str], list[dict[str, str]]]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Sequence
 
-from ...errors import StyleIDError
+from ...errors import Arg, StyleIDError
 from .data import Dataset
 from .plan import TASKS, PlannedTrial, make_plan
 from .store import Store
@@ -34,11 +34,13 @@ class StudySettings:
 
     def check(self) -> None:
         if not self.tasks or any(t not in TASKS for t in self.tasks):
-            raise StyleIDError(f"tasks must be among {', '.join(TASKS)}, got {self.tasks}")
+            raise StyleIDError("{name} must be among {choices}, got {value}", param="tasks",
+                               name=Arg("tasks", flag="--task"), choices=", ".join(TASKS), value=self.tasks)
         if self.trials < 2:
-            raise StyleIDError(f"trials must be ≥ 2 per task, got {self.trials}")
+            raise StyleIDError("{name} must be ≥ 2 per task, got {value}", param="trials", name=Arg("trials"), value=self.trials)
         if not 0 <= self.repeats < self.trials:
-            raise StyleIDError(f"repeats must be from 0 to trials - 1 ({self.trials - 1}), got {self.repeats}")
+            raise StyleIDError("{name} must be from 0 to {trials} - 1 ({top}), got {value}", param="repeats",
+                               name=Arg("repeats"), trials=Arg("trials"), top=self.trials - 1, value=self.repeats)
 
     def as_record(self, data: Dataset) -> dict:
         return {"tasks": list(self.tasks), "trials": self.trials, "repeats": self.repeats, "seed": self.seed,

@@ -1,7 +1,8 @@
 """Stylize tab: one face photo, one style, one strength level → a 3-row grid, one column per framework.
 
-Columns are the frameworks (IP-Adapter, InstantID, InfiniteYou, FLUX.1 Kontext — the style prompt becomes
-Kontext's instruction, `presets.kontext_instruction`), rows the identity guidance (none,
+Columns are the frameworks, every image stylizer in `styleid_guidance.pipelines.STYLIZERS` (IP-Adapter, InstantID,
+InfiniteYou, FLUX.1 Kontext — the style prompt becomes Kontext's instruction, `presets.kontext_instruction`), rows
+the identity guidance (none,
 ArcFace, StyleID). Every cell uses the same seed, so a column differs only by its guidance; every
 image is annotated with its StyleID and ArcFace similarity to the input photo.
 """
@@ -14,18 +15,19 @@ from dataclasses import dataclass
 from PIL import Image
 
 from styleid_guidance.errors import NoFaceError, StyleIDError
+from styleid_guidance.integrations.defaults import DEFAULT_SCALES
 
-from .limits import Limits, display_name, open_image
-from .profiles import Models
-from .weight_sources import FRAMEWORK_LABELS, FRAMEWORKS
-from .render import Cell, image_grid
-from .scoring import Prepared, caption, no_face_note, prepare, score
+from ..limits import Limits, display_name, open_image
+from ..profiles import Models
+from ..weight_sources import framework_label, frameworks
+from ..render import Cell, image_grid
+from ..scoring import Prepared, caption, no_face_note, prepare, score
 
 log = logging.getLogger("styleid.demo")
 
 GUIDANCE_ROWS = (("none", "unguided"), ("arcface", "ArcFace-guided"), ("styleid", "StyleID-guided"))
 CUSTOM = "custom"
-DEFAULT_GUIDANCE_SCALE = 0.05  # IdentityGuidanceCallback's default step size
+DEFAULT_GUIDANCE_SCALE = DEFAULT_SCALES["image"]  # IdentityGuidanceCallback's default step size on still images
 HEADERS = ["framework", "guidance", "StyleID similarity", "ArcFace similarity"]
 
 
@@ -91,22 +93,24 @@ def run_stylize(models: Models, face_path: str | os.PathLike | None, style: str 
             loss = models.identity_loss(loss_name, reference=face)
             callbacks[loss_name] = lambda loss=loss: IdentityGuidanceCallback(loss, scale=float(guidance_scale), seed=seed,
                                                                               **models.guidance_kwargs)
-        except Exception as err:  # ImportError of a module being written counts as "unavailable" too
+        except Exception as err:  # a missing optional package or weights: that column says why, the others still run
             callbacks[loss_name] = f"{label} unavailable: {_reason(err)}"
 
-    cells = [[Cell(None, "") for _ in FRAMEWORKS] for _ in GUIDANCE_ROWS]
+    columns = frameworks()
+    labels = [framework_label(fw) for fw in columns]
+    cells = [[Cell(None, "") for _ in columns] for _ in GUIDANCE_ROWS]
     outputs: list[tuple[int, int, Prepared]] = []
-    total = len(FRAMEWORKS) * len(GUIDANCE_ROWS)
-    for c, fw in enumerate(FRAMEWORKS):
+    total = len(columns) * len(GUIDANCE_ROWS)
+    for c, fw in enumerate(columns):
         try:
-            progress(0.03 + 0.87 * (c * len(GUIDANCE_ROWS)) / total, desc=f"loading {FRAMEWORK_LABELS[fw]} (first use downloads the weights)")
+            progress(0.03 + 0.87 * (c * len(GUIDANCE_ROWS)) / total, desc=f"loading {labels[c]} (first use downloads the weights)")
             stylizer = models.stylizer(fw)
         except StyleIDError as err:
             for r in range(len(GUIDANCE_ROWS)):
                 cells[r][c] = Cell(None, str(err))
             continue
         for r, (loss_name, label) in enumerate(GUIDANCE_ROWS):
-            progress(0.03 + 0.87 * (c * len(GUIDANCE_ROWS) + r) / total, desc=f"{FRAMEWORK_LABELS[fw]} · {label}")
+            progress(0.03 + 0.87 * (c * len(GUIDANCE_ROWS) + r) / total, desc=f"{labels[c]} · {label}")
             make_cb = callbacks.get(loss_name)
             if isinstance(make_cb, str):
                 cells[r][c] = Cell(None, make_cb)
@@ -115,16 +119,16 @@ def run_stylize(models: Models, face_path: str | os.PathLike | None, style: str 
                 image = stylizer(face, prompt, level, identity_guidance=make_cb() if make_cb else None, seed=seed,
                                  **models.call_overrides)
             except NoFaceError:
-                raise NoFaceError(f"face photo ({name}): {FRAMEWORK_LABELS[fw]}'s face model found no face; "
+                raise NoFaceError(f"face photo ({name}): {labels[c]}'s face model found no face; "
                                   "upload a photo with one clear, roughly frontal face") from None
             except StyleIDError as err:
-                cells[r][c] = Cell(None, f"{FRAMEWORK_LABELS[fw]} · {label}: {err}")
+                cells[r][c] = Cell(None, f"{labels[c]} · {label}: {err}")
                 continue
             except Exception as err:  # one failing cell must not cost the other eight
                 log.exception("%s %s failed", fw, label)
-                cells[r][c] = Cell(None, f"{FRAMEWORK_LABELS[fw]} · {label} failed: {_reason(err)}")
+                cells[r][c] = Cell(None, f"{labels[c]} · {label} failed: {_reason(err)}")
                 continue
-            outputs.append((r, c, Prepared(f"{FRAMEWORK_LABELS[fw]} {label}", image)))
+            outputs.append((r, c, Prepared(f"{labels[c]} {label}", image)))
 
     rows: list[list] = []
     if outputs:
@@ -133,7 +137,7 @@ def run_stylize(models: Models, face_path: str | os.PathLike | None, style: str 
         scores = score(models, reference, prepared, ("styleid", "arcface"))
         for i, (r, c, p) in enumerate(outputs):
             cells[r][c] = Cell(p.image, caption(scores, i))
-            rows.append([FRAMEWORK_LABELS[FRAMEWORKS[c]], GUIDANCE_ROWS[r][1]]
+            rows.append([labels[c], GUIDANCE_ROWS[r][1]]
                         + [round(scores.similarity[m][i], 3) if m in scores.similarity else "n/a" for m in ("styleid", "arcface")])
         note = no_face_note(prepared)
         if note:
@@ -141,7 +145,7 @@ def run_stylize(models: Models, face_path: str | os.PathLike | None, style: str 
         notes += list(scores.unavailable.values())
     else:
         notes.append("No framework produced an image; the grid says why for each cell.")
-    grid = image_grid(cells, [label for _, label in GUIDANCE_ROWS], [FRAMEWORK_LABELS[f] for f in FRAMEWORKS])
+    grid = image_grid(cells, [label for _, label in GUIDANCE_ROWS], labels)
     lines = [f"Prompt: *{prompt}* · strength level {level} · seed {seed} (every cell) · guidance scale {float(guidance_scale):g}"]
     lines += [f"⚠️ {n}" for n in notes] + [f"ℹ️ {n}" for n in models.notes]
     return StylizeResult(grid, rows, "\n\n".join(lines))

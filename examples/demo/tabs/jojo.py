@@ -19,11 +19,11 @@ from PIL import Image
 
 from styleid_guidance.errors import NoFaceError, StyleIDError
 
-from .limits import Limits, display_name, open_image
-from .profiles import Models
-from .weight_sources import IDENTITY_LABELS
-from .render import Cell, image_grid
-from .scoring import caption, no_face_note, prepare, score
+from ..limits import Limits, display_name, open_image
+from ..profiles import Models
+from ..weight_sources import IDENTITY_LABELS
+from ..render import Cell, image_grid
+from ..scoring import caption, no_face_note, prepare, score
 
 TRAINED_WITH = ("arcface", "styleid")
 HEADERS = ["generator", "StyleID similarity", "ArcFace similarity", "training"]
