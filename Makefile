@@ -53,7 +53,7 @@ demo: $(STAMP)
 test: $(STAMP) $(NEWER_STAMP)
 	COMFYUI_ROOT=$(COMFYUI_OLDEST) HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 	if [ -x $(NEWER_VENV)/bin/python ]; then \
-	  COMFYUI_ROOT=$(COMFYUI_NEWER) HF_HUB_OFFLINE=1 $(NEWER_VENV)/bin/python -m pytest $(PYTEST_ARGS) tests/test_comfyui_*.py; \
+	  COMFYUI_ROOT=$(COMFYUI_NEWER) HF_HUB_OFFLINE=1 $(NEWER_VENV)/bin/python -m pytest $(PYTEST_ARGS) tests/integrations/comfyui/; \
 	elif [ -n "$$CI" ]; then echo "CI: no $(COMFYUI_NEWER) to test the node pack on" >&2; exit 1; fi
 
 clean:

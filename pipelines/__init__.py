@@ -9,7 +9,7 @@ StyleID identity guidance, and
 
 Everything that offers a choice of stylizers reads `STYLIZERS` and keeps no list of its own: `styleid generate
 --methods` and its manifest's model record, the demo's Stylize columns and weight checks, the benchmarks and the
-examples. A new stylizer is one `register_stylizer(...)` call; `tests/test_stylizer_registry.py` then runs the
+examples. A new stylizer is one `register_stylizer(...)` call; `tests/pipelines/test_stylizer_registry.py` then runs the
 shared checks on it.
 
 Submodules are imported on demand (`entry.load()`, or `from styleid_guidance.pipelines.ip_adapter import

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import StyleIDError
 
-# open_clip.constants.OPENAI_DATASET_MEAN / _STD (tests/test_encoder.py checks they stay equal): named here, not
+# open_clip.constants.OPENAI_DATASET_MEAN / _STD (tests/encoder/test_encoder.py checks they stay equal): named here, not
 # imported, because importing open_clip takes seconds and this module is read by `styleid train --help`
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)

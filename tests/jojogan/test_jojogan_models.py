@@ -14,8 +14,9 @@ from torch.nn import functional as F
 
 from styleid_guidance.jojogan.e4e import E4EInverter, Encoder4Editing
 from styleid_guidance.jojogan.stylegan2 import Discriminator, Generator, ModulatedConv2d, fused_leaky_relu, make_kernel, upfirdn2d
+from support import DATA
 
-DATA = Path(__file__).parent / "data" / "jojogan"
+DATA = DATA / "jojogan"
 
 
 def shapes(module: torch.nn.Module) -> dict[str, list[int]]:

@@ -18,9 +18,10 @@ from PIL import Image
 
 from styleid_guidance.cli import run
 from styleid_guidance.people.faces import detect_all_faces, face_crop
+from support import REPO
 
 TINY = ["--model", "test-tiny", "--detector", "mtcnn", "--precision", "fp32", "--device", "cpu"]
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "faces"
+EXAMPLES = REPO / "examples" / "faces"
 T1 = Path(insightface.__file__).parent / "data" / "images" / "t1.jpg"
 
 

@@ -22,8 +22,9 @@ from PIL import Image
 from styleid_guidance.demo import app as demo_app
 from styleid_guidance.demo.limits import Limits
 from styleid_guidance.demo.profiles import Models
+from support import REPO
 
-FACES = Path(__file__).resolve().parents[1] / "examples" / "faces"
+FACES = REPO / "examples" / "faces"
 
 
 def _huge_png(path: Path) -> Path:

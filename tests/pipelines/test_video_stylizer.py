@@ -1,5 +1,5 @@
 """The Wan 2.x image-to-video stylizer (`pipelines.wan_video`, registered as "wan_video", output "video") on its tiny
-random pipeline, and `examples/video_guided.py`. The registry's shared checks (tests/test_stylizer_registry.py) run
+random pipeline, and `examples/video_guided.py`. The registry's shared checks (tests/pipelines/test_stylizer_registry.py) run
 on it too; here: what is particular to a video stylizer."""
 from __future__ import annotations
 

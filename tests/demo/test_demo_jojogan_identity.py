@@ -9,8 +9,9 @@ from PIL import Image
 
 from examples import jojogan_identity as example
 from examples.common import CAPTION_HEIGHT
+from support import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 def test_default_output_is_under_the_git_ignored_outputs_folder():

@@ -18,8 +18,9 @@ from styleid_guidance.baselines import adaface
 from styleid_guidance.baselines.adaface import (AdaFaceIR, architecture_from_state_dict, find_weights, load_adaface,
                                                 read_checkpoint)
 from styleid_guidance.errors import StyleIDError
+from support import DATA
 
-KEYS_FILE = Path(__file__).parent / "data" / "adaface_ir101_state_dict_keys.txt"
+KEYS_FILE = DATA / "adaface_ir101_state_dict_keys.txt"
 TINY = dict(stages=(1, 2, 1, 1), widths=(8, 16, 24, 32), embedding_dim=16)  # widths grow per stage, as in every IR net
 
 

@@ -14,8 +14,9 @@ import torch
 from styleid_guidance import StyleIDEncoder
 from styleid_guidance.cli import run
 from styleid_guidance.tiny.smoke_data import make_smoke_dataset
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO
 
 
 def test_smoke_config_trains_without_collapse_and_beats_the_untrained_encoder(tmp_path, capsys):

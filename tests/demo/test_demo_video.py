@@ -11,11 +11,11 @@ from PIL import Image
 
 from styleid_guidance.demo.tabs import verify
 from styleid_guidance.demo.limits import Limits
-from support import tiny_demo_models
+from support import REPO, tiny_demo_models
 from styleid_guidance.errors import StyleIDError
 from video_support import moving_frames, write_video
 
-FACES = Path(__file__).resolve().parents[1] / "examples" / "faces"
+FACES = REPO / "examples" / "faces"
 GREY = (1,)
 
 

@@ -15,8 +15,9 @@ from styleid_guidance.demo.limits import Limits
 from styleid_guidance.demo.profiles import Models
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.people.faces import detect_all_faces, face_crop
+from support import REPO
 
-FACES = Path(__file__).resolve().parents[1] / "examples" / "faces"
+FACES = REPO / "examples" / "faces"
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ import pytest
 
 from styleid_guidance.cli import SUBCOMMANDS, build_parser, run
 from styleid_guidance.cli.parsing import iter_options
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO
 PACKAGE_DIRS = ("styleid_guidance", "train", "integrations", "pipelines", "jojogan", "examples/demo")
 MAX_MODULE_LINES = 420  # "modules ≤ ~400 lines"
 

@@ -17,9 +17,10 @@ from styleid_guidance.cli import run
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.pipelines import STYLIZERS, register_stylizer, stylizer_names
 from styleid_guidance.pipelines.presets import STYLE_PROMPTS
+from support import REPO, DATA
 
-DATA = Path(__file__).resolve().parent / "data"
-FACES = Path(__file__).resolve().parents[1] / "examples" / "faces"
+DATA = DATA
+FACES = REPO / "examples" / "faces"
 
 
 def fake_preset(level: int) -> dict:

@@ -12,10 +12,10 @@ from styleid_guidance.demo.tabs import jojo, stylize, verify
 from styleid_guidance.demo.limits import Limits
 from styleid_guidance.demo.weight_sources import frameworks
 from styleid_guidance.demo.scoring import THRESHOLDS
-from support import tiny_demo_models
+from support import REPO, tiny_demo_models
 from styleid_guidance.errors import NoFaceError, StyleIDError
 
-FACES = Path(__file__).resolve().parents[1] / "examples" / "faces"
+FACES = REPO / "examples" / "faces"
 
 
 @pytest.fixture(scope="module")
