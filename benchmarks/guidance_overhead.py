@@ -12,7 +12,8 @@ every 5 ms, heap trimmed between runs), both including the loaded models, plus w
     python benchmarks/guidance_overhead.py --profile real --device cuda   # released weights (Hub ids / cache)
     python benchmarks/guidance_overhead.py --pipelines kontext --setups x0-tiny,x0-vae,xt-vae   # FLUX.1 Kontext, reduced
 
-Video pipelines (AnimateDiff, Wan 2.x: guided / unguided, and the per-step frame decode): benchmarks/video_guidance.py.
+Video pipelines: `--video` adds the tiny AnimateDiff and Wan 2.x pipelines' guided / unguided cost (the measurement of
+benchmarks/video_guidance.py, which also times the Wan VAE's per-step frame decode).
 
 Goals: x0 mode with the tiny decoder ≤ 1.2x the unguided time in this CPU benchmark and ≤ 1.3x at SD1.5 512 px
 on a GPU, at most half the overhead of x_t mode. Profiles: "full" = the real architectures with random weights
@@ -267,6 +268,9 @@ def main(argv=None) -> int:
                         help="identity encoder: vit-l-14 (StyleID's shape), student (a distilled ViT-B/32-sized student's "
                              "shape) or a StyleID encoder folder")
     parser.add_argument("--setups", default=",".join(SETUP_KEYS), help=f"comma-separated subset of {', '.join(SETUP_KEYS)}")
+    parser.add_argument("--video", action="store_true",
+                        help="also the video pipelines: tiny AnimateDiff and Wan 2.x (T2V, I2V, 2.2 TI2V), 17 frames at "
+                             "64 px, 2 latent frames per guided step and all of them, test-tiny identity model")
     args = parser.parse_args(argv)
     try:
         args.setups = ["unguided"] + [SETUP_KEYS[k.strip()] for k in args.setups.split(",") if k.strip() and k.strip() != "unguided"]
@@ -283,15 +287,23 @@ def main(argv=None) -> int:
     from styleid_guidance.files.images import load_image
 
     face = load_image(Path(__file__).resolve().parents[1] / "examples" / "faces" / "astronaut.jpg")
-    from styleid_guidance.devices import resolve_precision
+    from styleid_guidance.devices import cpu_name, resolve_precision
 
-    print(f"device {device} ({torch.cuda.get_device_name(device) if cuda else f'{torch.get_num_threads()} threads'}), "
+    print(f"device {device} ({torch.cuda.get_device_name(device) if cuda else f'{cpu_name()}, {torch.get_num_threads()} threads'}), "
           f"profile {args.profile}, size {args.size or 'default'}, {args.steps} steps, guidance on every step, "
           f"level {args.level}, {args.rounds} round(s); identity {args.identity}; guidance precision {args.precision} → "
           f"{resolve_precision(args.precision, device).name}; pipeline dtype {'fp16' if cuda else 'fp32'} in every run")
     results = {name: bench_pipeline(name, args, device, face) for name in args.pipelines}
     for name, rows in results.items():
         report(name, rows, device)
+    if args.video:
+        import video_guidance
+        from styleid_guidance import StyleIDEncoder, StyleIDLoss
+
+        video_args = argparse.Namespace(frames=17, frames_per_step=2, size=64, steps=args.steps, rounds=args.rounds)
+        loss = StyleIDLoss(StyleIDEncoder.from_open_clip("test-tiny", pretrained=None, device=device), reference=face,
+                           crop="center")
+        video_guidance.bench_pipelines(video_args, device, loss, face)
     return 0
 
 

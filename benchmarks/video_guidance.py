@@ -19,7 +19,6 @@ The CPU is printed with the results (name the CPU when quoting a ratio).
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -29,18 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from styleid_guidance.devices import resolve_device  # noqa: E402
+from styleid_guidance.devices import cpu_name, resolve_device  # noqa: E402
 from styleid_guidance.errors import StyleIDError, run_cli  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _sync(device: torch.device) -> None:

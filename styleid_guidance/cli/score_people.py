@@ -54,7 +54,10 @@ def run_people(args: argparse.Namespace) -> int:
                          "--frames": args.frames is not None, "--protocol": args.protocol is not None,
                          "--plot": args.plot is not None, "--crop center": args.crop == "center",
                          "--crop none": args.crop == "none", "--people": layout and args.people,
-                         "--match": layout and args.match is not None})
+                         "--match": layout and args.match is not None,
+                         # faces are found in every image by definition, and nothing is cached or decoded in threads
+                         f"--no-face {args.no_face}": args.no_face != "center", "--num-workers": args.num_workers is not None,
+                         "--cache-dir": args.cache_dir is not None, "--no-cache": args.no_cache})
     if layout and args.generated is not None:
         raise StyleIDError(f"--layout {args.layout} reads one folder, ROOT (got a second one, {args.generated}); "
                            f"use `styleid score --layout {args.layout} ROOT`")

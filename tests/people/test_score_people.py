@@ -323,3 +323,10 @@ def test_one_layout_flag_for_score_and_train(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "training-data layout" in err and "multiid-bench" in err
     with pytest.raises(StyleIDError, match="layout"):
         TrainConfig(data=str(tmp_path), layout="multiid-bench")
+
+
+@pytest.mark.parametrize("flag", [["--no-face", "skip"], ["--num-workers", "2"], ["--cache-dir", "c"], ["--no-cache"]])
+def test_flags_that_do_not_apply_to_people_are_refused(tmp_path, capsys, flag):
+    assert run(["score", str(tmp_path), str(tmp_path), "--people", *flag]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{flag[0]}" in err and "does not apply to --people" in err
