@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import StyleIDError
 from ..files.images import IMAGE_SUFFIXES, list_images, load_image
+from ..files.video import is_video
 from .faces import box_overlap
 
 PEOPLE_JSON = "people.json"
@@ -73,6 +74,10 @@ def read_generated(gen: str | Path) -> tuple[Path, list[str], list[Path]]:
     """GEN (an image or a folder, recursive) → (its folder, names relative to it, files)."""
     path = Path(gen)
     if path.is_dir():
+        videos = sorted(f for f in path.rglob("*") if f.is_file() and is_video(f))
+        if videos:  # refused rather than left out unseen
+            raise StyleIDError(f"{gen}: holds {len(videos)} video(s) ({videos[0].relative_to(path).as_posix()} ...); "
+                               "--people scores images: score the videos without --people, or move them out")
         files = list_images(path)
         if not files:
             raise StyleIDError(f"{gen}: no images (.png, .jpg ...) in this folder")

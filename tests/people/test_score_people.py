@@ -330,3 +330,14 @@ def test_flags_that_do_not_apply_to_people_are_refused(tmp_path, capsys, flag):
     assert run(["score", str(tmp_path), str(tmp_path), "--people", *flag]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{flag[0]}" in err and "does not apply to --people" in err
+
+
+def test_videos_in_gen_are_refused_not_left_out(tmp_path, capsys):
+    refs, gen = tmp_path / "refs", tmp_path / "gen"
+    refs.mkdir(), gen.mkdir()
+    shutil.copy(REPO / "examples" / "faces" / "astronaut.jpg", refs / "ann.jpg")
+    shutil.copy(REPO / "examples" / "faces" / "astronaut.jpg", gen / "still.jpg")
+    (gen / "clip.mp4").write_bytes(b"not decoded: refused by name")
+    assert run(["score", str(refs), str(gen), "--people", "--model", "test-tiny", "--detector", "mtcnn"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "clip.mp4" in err and "without --people" in err
