@@ -109,12 +109,14 @@ def chrome() -> Iterator[Any]:
 
 
 def wait(driver: Any, condition: Callable[[Any], Any], timeout: float, shot: str = "browser_timeout.png") -> Any:
-    """Wait for `condition(driver)` to be truthy; on time-out fail with a screenshot and the page text."""
-    from selenium.common.exceptions import TimeoutException
+    """Wait for `condition(driver)` to be truthy; on time-out fail with a screenshot and the page text. An element
+    that Gradio re-renders (or a toast that closes) while the condition reads it is read again at the next poll."""
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.5).until(lambda d: condition(d))
+        return WebDriverWait(driver, timeout, poll_frequency=0.5,
+                             ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: condition(d))
     except TimeoutException:
         path = ROOT / "test-artifacts" / shot
         path.parent.mkdir(exist_ok=True)

@@ -84,13 +84,16 @@ def _clear(driver, elem_id: str) -> None:
     _wait(driver, lambda d: by_css(d, f"#{elem_id} input[type=file]"), 30)
 
 
+# Toasts close themselves after a while: read and close them inside the page, in one script each, so one that
+# vanishes between finding it and reading it cannot raise StaleElementReferenceException.
 def _toasts(driver) -> str:
-    return "\n".join(t.text for t in by_css(driver, ".toast-body, [data-testid='toast-body']"))
+    return driver.execute_script("return [...document.querySelectorAll(\".toast-body, [data-testid='toast-body']\")]"
+                                 ".map(t => t.innerText).join('\\n');")
 
 
 def _close_toasts(driver) -> None:
-    for button in by_css(driver, ".toast-body .toast-close, [data-testid='toast-close']"):
-        driver.execute_script("arguments[0].click();", button)
+    driver.execute_script("document.querySelectorAll(\".toast-body .toast-close, [data-testid='toast-close']\")"
+                          ".forEach(b => b.click());")
 
 
 def _assert_clean_page(driver, bad_dir: Path) -> None:
