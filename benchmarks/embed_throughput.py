@@ -101,7 +101,7 @@ def main() -> None:
     from transformers import CLIPImageProcessor, CLIPModel
 
     from styleid_guidance import StyleIDEncoder
-    from styleid_guidance.devices import auto_precision, bf16_native, cpu_capabilities, resolve_device
+    from styleid_guidance.devices import auto_precision, bf16_native, cpu_description, resolve_device
 
     args.device = str(resolve_device(args.device))
     native = bf16_native(args.device)
@@ -140,9 +140,7 @@ def main() -> None:
                 times[name].append(time.perf_counter() - t0)
 
     rate = {k: counts[k] / statistics.median(v) for k, v in times.items()}
-    caps = cpu_capabilities()
-    flags = ",".join(f for f in ("avx2", "avx512_f", "avx512_bf16", "amx_bf16") if caps.get(f)) or "none"
-    where = torch.cuda.get_device_name(args.device) if cuda else f"{caps.get('cpu_name', 'cpu')} ({flags})"
+    where = torch.cuda.get_device_name(args.device) if cuda else cpu_description()
     print(f"device={args.device} [{where}] arch={args.arch} images={args.num_images} batch={args.batch_size} "
           f"repeats={args.repeats} torch_threads={torch.get_num_threads()} bf16 native: {native} → auto = {auto}")
     print(f"cosine ours bf16 vs ours fp32 (same images): mean {float(cos_bf16.mean()):.5f}, min {float(cos_bf16.min()):.5f}")

@@ -131,15 +131,13 @@ def main() -> int:
         p.error(f"--configs: unknown {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
     batch = args.ids_per_batch * args.images_per_id
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from styleid_guidance.devices import bf16_native, cpu_capabilities
+    from styleid_guidance.devices import bf16_native, cpu_description
 
-    caps = cpu_capabilities()
-    flags = ",".join(f for f in ("avx2", "avx512_f", "avx512_bf16", "amx_bf16") if caps.get(f)) or "none"
     native = bf16_native(args.device)
     print(f"StyleID LoRA training step: {args.backbone} (random weights), batch {batch} = {args.ids_per_batch} ids × "
           f"{args.images_per_id}, LoRA rank {args.lora_rank}, device {args.device}, {args.steps} timed steps", flush=True)
     print(f"bf16 on this {args.device}: {'native' if native else 'EMULATED (no native bf16 matrix instructions)'}"
-          + ("" if args.device == "cuda" else f"; CPU {caps.get('cpu_name', '?')}, flags {flags}"), flush=True)
+          + ("" if args.device == "cuda" else f"; CPU {cpu_description()}"), flush=True)
     mem = "peak GPU MB" if args.device == "cuda" else "peak RSS growth MB"
     print(f"{'config':10s} {'precision':>9s} {'images/s':>10s} {'s/step':>8s} {mem:>19s} {'speed×':>7s} {'memory×':>8s}", flush=True)
     ref = None

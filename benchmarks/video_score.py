@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from score_throughput import timed  # the same stopwatch as the image benchmark (this folder is on sys.path)
 
 
 def make_clips(folder: Path, videos: int, length: int, size: int = 128) -> Path:
@@ -51,24 +51,6 @@ def make_clips(folder: Path, videos: int, length: int, size: int = 128) -> Path:
     return ref
 
 
-def cpu_flags() -> str:
-    """lscpu's model name and the matrix flags that change CPU speed (avx512*, amx*)."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "lscpu unavailable"
-    info = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    flags = info.get("Flags", "").split()
-    wanted = sorted(f for f in flags if f.startswith(("avx512", "amx")))
-    return f"{info.get('Model name', '?').strip()}; flags: {' '.join(wanted) or 'no avx512/amx'}"
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--videos", type=int, default=4)
@@ -80,6 +62,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     common = ["--model", args.model, "--crop", args.crop, "--device", args.device]
     from styleid_guidance.cli import run
+    from styleid_guidance.devices import cpu_description
 
     def quiet_run(argv: list[str]) -> None:
         with open(os.devnull, "w") as null:
@@ -125,7 +108,7 @@ def main() -> None:
 
     import torch
 
-    print(f"CPU: {cpu_flags()} ({os.cpu_count()} logical cores), torch threads {torch.get_num_threads()}; model "
+    print(f"CPU: {cpu_description()} ({os.cpu_count()} logical cores), torch threads {torch.get_num_threads()}; model "
           f"{args.model}, crop {args.crop}, device {args.device}; {args.videos} H.264 clips x {args.length} frames of 128 px")
     rows = [
         ("score --frames all (every frame scored)", total / score_all, score_all),

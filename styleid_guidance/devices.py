@@ -69,6 +69,14 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def cpu_description(capabilities: dict | None = None) -> str:
+    """What a benchmark figure states about the CPU: its model name and the instruction sets that change its speed
+    ("Intel(R) Xeon(R) Processor @ 2.80GHz (avx2,avx512_f)"), as torch detects them."""
+    caps = cpu_capabilities() if capabilities is None else capabilities
+    flags = ",".join(f for f in ("avx2", "avx512_f", "avx512_bf16", "amx_bf16") if caps.get(f)) or "none"
+    return f"{caps.get('cpu_name') or cpu_name()} ({flags})"
+
+
 def cpu_bf16_native(capabilities: dict | None = None) -> bool:
     """True when this CPU has bf16 matrix instructions that oneDNN uses: AMX-BF16 or AVX512-BF16 on x86,
     the BF16 extension on arm64. Elsewhere torch *emulates* bf16 on the CPU, measured here at 7–60x slower
