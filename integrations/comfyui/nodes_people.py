@@ -13,7 +13,7 @@ from styleid_guidance.options import DEFAULT_THRESHOLD
 from . import models
 from .images import bchw_to_image, check_finite, image_to_bchw
 from .nodes_scoring import CATEGORY, StyleIDModelType
-from .people import pick_region
+from .people import embed_references, pick_region
 
 
 class StyleIDPickFace(io.ComfyNode):
@@ -51,7 +51,9 @@ class StyleIDPickFace(io.ComfyNode):
                 index: int = 0, threshold: float = DEFAULT_THRESHOLD, crop_size: int = 512) -> io.NodeOutput:
         threshold = check_finite(threshold, "threshold")
         x = image_to_bchw(image, "image")
-        ref = image_to_bchw(reference, "reference")[:1] if reference is not None else None
+        # the person's embedding once for the whole batch (and its one-face check)
+        ref = (embed_references(styleid_model, [image_to_bchw(reference, "reference")[:1]], ["the reference"])[0]
+               if reference is not None else None)
         crops, masks, sims, boxes = [], [], [], []
         for img in x:
             box, _, sim = pick_region(styleid_model, img, ref, int(index), threshold)

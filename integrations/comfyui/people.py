@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 
 from styleid_guidance.errors import StyleIDError
 from styleid_guidance.faces.detection import Face
@@ -53,15 +54,15 @@ def person_names(text: str, count: int) -> list[str]:
     return names
 
 
-def faces_in(model: StyleIDModel, image: torch.Tensor) -> list[Face]:
-    """Every face of one [3,H,W] image, left to right."""
-    return detect_all_faces(to_pil(image), model.detector, model.model_rootpath, str(model.device))
+def faces_in(model: StyleIDModel, image: Image.Image) -> list[Face]:
+    """Every face of one image, left to right."""
+    return detect_all_faces(image, model.detector, model.model_rootpath, str(model.device))
 
 
 def embed_references(model: StyleIDModel, photos: Sequence[torch.Tensor], names: Sequence[str]) -> torch.Tensor:
     """[P, D]: one embedding per person; each photo must show exactly one face (else one sentence saying how to fix)."""
     for photo, name in zip(photos, names):
-        found = faces_in(model, photo.reshape(photo.shape[-3:]))
+        found = faces_in(model, to_pil(photo.reshape(photo.shape[-3:])))
         if not found:
             raise StyleIDError(f"reference photo of {name}: no face found; connect a photo in which {name}'s face is "
                                "clearly visible")
@@ -77,8 +78,8 @@ def score_people(model: StyleIDModel, references: torch.Tensor, names: Sequence[
     """Each image's faces against the people ([P, D] reference embeddings, one per name)."""
     out = []
     for i, image in enumerate(images):
-        faces = faces_in(model, image)
         pil = to_pil(image)
+        faces = faces_in(model, pil)
         crops = [to_tensor(face_crop(pil, f)) for f in faces]
         z = model.embed(crops, f"image {i} face")[0] if crops else torch.zeros(0, references.shape[1])
         out.append(ImagePeople(faces, assign_people(z, references, names, threshold, margin)))
@@ -116,16 +117,16 @@ def annotate_people(image: torch.Tensor, people: ImagePeople) -> torch.Tensor:
 
 def pick_region(model: StyleIDModel, image: torch.Tensor, reference: torch.Tensor | None, index: int,
                 threshold: float) -> tuple[tuple[int, int, int, int] | None, Face | None, float]:
-    """The face to pick in one [3,H,W] image: the one most like `reference` (one person's photo), else the
-    index-th from the left. Returns (loose crop box, the face, similarity or nan), or (None, None, nan) if none."""
-    faces = faces_in(model, image)
+    """The face to pick in one [3,H,W] image: the one most like `reference` (one person's embedding, from
+    `embed_references`), else the index-th from the left. Returns (loose crop box, the face, similarity or nan), or
+    (None, None, nan) if none."""
+    pil = to_pil(image)
+    faces = faces_in(model, pil)
     if not faces:
         return None, None, float("nan")
     if reference is not None:
-        pil = to_pil(image)
-        z_ref = embed_references(model, [reference], ["the reference"])
         crops = [to_tensor(face_crop(pil, f)) for f in faces]
-        sims = (model.embed(crops, "face")[0] @ z_ref[0]).tolist()
+        sims = (model.embed(crops, "face")[0] @ reference).tolist()
         best = int(np.argmax(sims))
         if sims[best] < threshold:
             return None, None, float(sims[best])

@@ -36,7 +36,7 @@ def engine():
     group = group.resize((group.width // 2, group.height // 2))
     from styleid_guidance.integrations.comfyui.people import faces_in
 
-    faces = faces_in(model, as_image(group)[0].permute(2, 0, 1))
+    faces = faces_in(model, group)
     crops = [face_crop(group, f) for f in faces]
     return {"model": model, "group": group, "faces": faces, "crops": crops}
 
