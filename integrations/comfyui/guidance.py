@@ -94,7 +94,7 @@ class IdentityGuidance:
                 break
         self.reference_face_found = any(found)
         # several people: reference photo i is person i, pulled toward it inside mask i's bounding box
-        self.people = [] if regions is None else people_regions(styleid, reference, regions)
+        self.people_boxes, self.people_refs = ([], None) if regions is None else people_regions(styleid, reference, regions)
         if not (math.isfinite(float(contrast)) and float(contrast) >= 0):
             raise StyleIDError(f"contrast must be a finite number >= 0, got {contrast}")
         self.contrast = float(contrast)
@@ -155,16 +155,16 @@ class IdentityGuidance:
     def identity_loss(self, images: torch.Tensor) -> torch.Tensor:
         """Per-sample 1 − cos(embedding, reference), differentiable w.r.t. `images`; with several people, the sum over
         them of 1 − s_ii + contrast · max_{j≠i} s_ij, s_ij = cos(embedding of i's region, j's reference)."""
-        if self.people:
+        if self.people_boxes:
             h, w = images.shape[-2:]
-            refs = torch.stack([ref for _, ref in self.people]).to(self.styleid.center.device)
+            refs = self.people_refs.to(self.styleid.center.device)
             total = torch.zeros(images.shape[0], device=self.styleid.center.device)
-            for i, ((x1, y1, x2, y2), _) in enumerate(self.people):
+            for i, (x1, y1, x2, y2) in enumerate(self.people_boxes):
                 crop = images[:, :, round(y1 * h): max(round(y2 * h), round(y1 * h) + 2),
                               round(x1 * w): max(round(x2 * w), round(x1 * w) + 2)]
                 s = self.styleid.center.embed(crop.to(self.styleid.center.device)) @ refs.T  # [B, people]
                 total = total + 1.0 - s[:, i]
-                if self.contrast and len(self.people) > 1:
+                if self.contrast and len(self.people_boxes) > 1:
                     total = total + self.contrast * torch.cat([s[:, :i], s[:, i + 1:]], dim=1).amax(dim=1)
             return total
         loss_fn = self.styleid.face if self.region is not None else self.styleid.center
@@ -206,26 +206,26 @@ class IdentityGuidance:
 
 
 def people_regions(styleid: StyleIDModel, photos: torch.Tensor | Sequence[torch.Tensor],
-                   regions: torch.Tensor) -> list[tuple[tuple[float, float, float, float], torch.Tensor]]:
-    """One (relative box, reference embedding) per person: reference photo i (one face each) and the bounding box of
-    MASK i ([P, H, W], the person's face region in the image being generated)."""
+                   regions: torch.Tensor) -> tuple[list[tuple[float, float, float, float]], torch.Tensor]:
+    """Per person, the bounding box of MASK i ([P, H, W], relative: their face region in the image being generated)
+    and, as a [P, D] tensor, the embedding of reference photo i (one face each)."""
     photos = list(photos.split(1)) if isinstance(photos, torch.Tensor) else list(photos)
     masks = regions if regions.ndim == 3 else regions[None]
     if len(masks) != len(photos):
         raise StyleIDError(f"regions: {len(masks)} masks for {len(photos)} reference photos; give one mask per person's "
                            "photo, in the same order")
     names = [f"person {i + 1}" for i in range(len(photos))]
-    with torch.inference_mode(False):  # normal tensors: they enter the loss's autograd graph at every step
-        refs = torch.nn.functional.normalize(embed_references(styleid, photos, names).float(), dim=1).clone()
-    out = []
+    with torch.inference_mode(False):  # normal tensors (L2-normalised): they enter the loss's graph at every step
+        refs = embed_references(styleid, photos, names)
+    boxes = []
     for i, mask in enumerate(masks):
         ys, xs = torch.nonzero(mask > 0.5, as_tuple=True)
         if len(ys) == 0:
             raise StyleIDError(f"regions: mask {i + 1} is empty; paint {names[i]}'s face region in it")
         h, w = mask.shape
         box = (float(xs.min()) / w, float(ys.min()) / h, float(xs.max() + 1) / w, float(ys.max() + 1) / h)
-        out.append((box, refs[i]))
-    return out
+        boxes.append(box)
+    return boxes, refs
 
 
 def check_vae_matches(vae: Any, latent_format: Any) -> None:

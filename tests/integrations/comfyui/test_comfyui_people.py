@@ -153,7 +153,7 @@ def test_guidance_pulls_each_person_toward_their_own_reference_in_their_region(e
         x = image.permute(0, 3, 1, 2).clone()
         with torch.no_grad():
             halves = [x[..., :32], x[..., 32:]]
-            return [[float(fn.styleid.center.embed(h)[0] @ ref_z) for _, ref_z in fn.people] for h in halves]
+            return [[float(fn.styleid.center.embed(h)[0] @ ref_z) for ref_z in fn.people_refs] for h in halves]
 
     plain_latent, _, _ = run(0.0, 0)
     unguided_latent, _ = sample_unpatched(model, vae, 0)
