@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
 import torch
 from PIL import Image
 
@@ -18,6 +19,16 @@ FACES = REPO / "examples" / "faces"
 # the trainer on the built-in 64-px backbone: 4 identities × 2 images a batch, a step in well under a second
 TINY_TRAIN = ["--backbone", "test-tiny", "--ids-per-batch", "4", "--images-per-id", "2", "--lora-alpha", "16",
               "--lr", "1e-2", "--num-workers", "0", "--no-progress", "--log-every", "1"]
+
+
+# `styleid score` with the tiny model on the CPU, reproducible (fp32), quiet
+SCORE_TINY = ["--model", "test-tiny", "--crop", "center", "--precision", "fp32", "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(autouse=True)
+def score_cache(tmp_path, monkeypatch):
+    """Every test its own embedding cache (imported by the score test modules that use it, so it is autouse there)."""
+    monkeypatch.setenv("STYLEID_CACHE", str(tmp_path / "cache"))
 
 
 def free_port() -> int:

@@ -13,15 +13,10 @@ from PIL import Image
 
 from styleid_guidance.cli import run
 from styleid_guidance.files.embeddings import read_embeddings
+from support import SCORE_TINY, score_cache  # noqa: F401 (score_cache: an autouse fixture)
 
-TINY = ["--model", "test-tiny", "--crop", "center", "--precision", "fp32", "--no-progress", "--device", "cpu"]
 LINE = re.compile(r"^(?P<name>[^:]+): (?P<mean>-?\d\.\d{3}) ± (?P<std>\d\.\d{3}) \(n=(?P<n>\d+), no_face=(?P<nf>\d+), "
                   r"verified=(?P<v>\d\.\d\d) @(?P<t>-?\d\.\d\d)")
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("STYLEID_CACHE", str(tmp_path / "cache"))
 
 
 def _crop(img: Image.Image, i: int, size: int = 80) -> Image.Image:
@@ -50,14 +45,14 @@ def _run(argv, capsys):
 
 
 def _embed(folder, out, capsys, *extra):
-    code, _, err = _run(["embed", str(folder), "-o", str(out), *TINY, *extra], capsys)
+    code, _, err = _run(["embed", str(folder), "-o", str(out), *SCORE_TINY, *extra], capsys)
     assert code == 0, err
     emb, names = read_embeddings(out)
     return dict(zip(names, emb.double()))
 
 
 def _score(argv, capsys, tmp):
-    code, out, err = _run(["score", *argv, *TINY, "--csv", str(tmp / "s.csv"), "--json", str(tmp / "s.json")], capsys)
+    code, out, err = _run(["score", *argv, *SCORE_TINY, "--csv", str(tmp / "s.csv"), "--json", str(tmp / "s.json")], capsys)
     assert code == 0, err
     rows = list(csv.DictReader(open(tmp / "s.csv")))
     return out, rows, json.loads((tmp / "s.json").read_text())
@@ -85,7 +80,7 @@ def test_one_reference_against_a_folder_equals_embed_and_cosine(data, capsys):
     assert m and m["name"] == "StyleID" and int(m["n"]) == 3 and m["t"] == "0.40", out
     assert float(m["mean"]) == pytest.approx(np.mean(list(expected.values())), abs=1e-3)
     assert summary["pairing"] == "one"
-    code, out, err = _run(["score", str(data["ref"]), str(data["gen"]), *TINY, "--json", "-"], capsys)
+    code, out, err = _run(["score", str(data["ref"]), str(data["gen"]), *SCORE_TINY, "--json", "-"], capsys)
     assert code == 0 and json.loads(out)["models"]["StyleID"]["similarity"] == pytest.approx(summary["models"]["StyleID"]["similarity"])
 
 
@@ -140,7 +135,7 @@ def test_several_models_in_one_pass_and_a_student_folder(data, capsys):
     student = StyleIDEncoder.from_open_clip("test-tiny", pretrained=None, lora_rank=2).save_pretrained(data["tmp"] / "student")
     want = _embed(data["gen"], data["tmp"] / "g.safetensors", capsys, "--model", str(student))
     r = _embed(data["one"], data["tmp"] / "r.safetensors", capsys, "--model", str(student))["me.png"]
-    code, out, err = _run(["score", str(data["ref"]), str(data["gen"]), *TINY, "--model", str(student), "--model", "clip=test-tiny",
+    code, out, err = _run(["score", str(data["ref"]), str(data["gen"]), *SCORE_TINY, "--model", str(student), "--model", "clip=test-tiny",
                            "--json", str(data["tmp"] / "s.json")], capsys)
     assert code == 0, err
     lines = out.strip().splitlines()
@@ -173,7 +168,7 @@ def test_no_face_policies(data, capsys):
     Image.fromarray(rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(noise / "b.jpg")
     gen = _embed(noise, data["tmp"] / "g.safetensors", capsys)  # centre crops, to compare with the fallback
     face = ["--crop", "face", "--detector", "mtcnn"]
-    code, out, err = _run(["score", str(data["ref"]), str(noise), *TINY, *face, "--json", str(data["tmp"] / "s.json"),
+    code, out, err = _run(["score", str(data["ref"]), str(noise), *SCORE_TINY, *face, "--json", str(data["tmp"] / "s.json"),
                            "--csv", str(data["tmp"] / "s.csv")], capsys)
     assert code == 0, err
     summary = json.loads((data["tmp"] / "s.json").read_text())["models"]["StyleID"]
@@ -182,11 +177,11 @@ def test_no_face_policies(data, capsys):
     if summary["no_face"] == 1:  # the reference and the other crops have a face: only the noise fell back
         ref_c = _embed(data["one"], data["tmp"] / "r.safetensors", capsys, "--crop", "face", "--detector", "mtcnn")["me.png"]
         assert float(rows["b.jpg"]["similarity"]) == pytest.approx(float(ref_c @ gen["b.jpg"]), abs=1e-5)
-    code, out, _ = _run(["score", str(data["ref"]), str(noise), *TINY, *face, "--no-face", "skip", "--json",
+    code, out, _ = _run(["score", str(data["ref"]), str(noise), *SCORE_TINY, *face, "--no-face", "skip", "--json",
                          str(data["tmp"] / "k.json")], capsys)
     skipped = json.loads((data["tmp"] / "k.json").read_text())["models"]["StyleID"]
     assert code == 0 and skipped["skipped"] >= 1 and skipped["n"] == 3 - skipped["skipped"] and "skipped=" in out
-    code, _, err = _run(["score", str(data["ref"]), str(noise), *TINY, *face, "--no-face", "error", "--no-cache"], capsys)
+    code, _, err = _run(["score", str(data["ref"]), str(noise), *SCORE_TINY, *face, "--no-face", "error", "--no-cache"], capsys)
     assert code == 2 and "no face" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
@@ -232,7 +227,7 @@ def _other_model(tmp):
 def test_bad_input_is_one_line_and_writes_nothing(case, message, data, capsys):
     argv = case(data)
     extra = [] if "--csv" in argv else ["--csv", str(data["tmp"] / "out.csv")]
-    code, out, err = _run(["score", *argv, *TINY, *extra, "--json", str(data["tmp"] / "out.json")], capsys)
+    code, out, err = _run(["score", *argv, *SCORE_TINY, *extra, "--json", str(data["tmp"] / "out.json")], capsys)
     lines = err.strip().splitlines()
     assert code == 2 and lines and lines[-1].startswith("styleid score: error: ") and message in lines[-1], err
     assert "Traceback" not in err and not out
@@ -256,5 +251,5 @@ def test_a_face_baseline_equals_its_eval_embedder(data):
 def test_an_input_error_names_the_file_not_the_model_flag(data, capsys):
     bad = data["tmp"] / "damaged.safetensors"
     bad.write_bytes(b"garbage")
-    code, _, err = _run(["score", str(bad), str(data["gen"]), *TINY], capsys)
+    code, _, err = _run(["score", str(bad), str(data["gen"]), *SCORE_TINY], capsys)
     assert code == 2 and err.strip().splitlines()[-1].startswith(f"styleid score: error: {bad}: not an embeddings file"), err

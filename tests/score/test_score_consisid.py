@@ -12,16 +12,12 @@ import pytest
 
 from styleid_guidance.cli import run
 from video_support import decode_all, write_video
+from support import score_cache  # noqa: F401 (score_cache: an autouse fixture)
 
 FaceAnalysis = pytest.importorskip("insightface.app").FaceAnalysis
 cv2 = pytest.importorskip("cv2")
 
 SIDE = 160  # frames are SIDE²: at det size 320 the anchor (96, 96) sees pixels [48, 56)², on the padded copy [32, 44)²
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("STYLEID_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,10 @@ from styleid_guidance.files import video as video_module
 from styleid_guidance.files.video import VideoReader, sample_indices
 from styleid_guidance.score import score, score_video, verify
 from video_support import decode_all, moving_frames, write_video
+from support import SCORE_TINY, score_cache  # noqa: F401 (score_cache: an autouse fixture)
 
-TINY = ["--model", "test-tiny", "--crop", "center", "--precision", "fp32", "--no-progress", "--device", "cpu"]
 LINE = re.compile(r"^StyleID: (?P<mean>\d\.\d{3}) ± \d\.\d{3} \(n=(?P<n>\d+), no_face=(?P<nf>\d+), verified=\d\.\d\d "
                   r"@0\.40(?:, skipped=\d+)?, videos=(?P<videos>\d+), frames=(?P<frames>\d+)(?:, unreadable_frames=(?P<lost>\d+))?\)$")
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("STYLEID_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +92,7 @@ def _frame_scores_by_verify(path, indices, ref, crop="center"):
 
 def test_per_frame_scores_equal_verify_and_every_video_weighs_the_same(clips, capsys):
     tmp = clips["root"]
-    code, out, err = _run(["score", str(clips["ref"]), str(clips["gen"]), *TINY, "--frames", "6", "--csv",
+    code, out, err = _run(["score", str(clips["ref"]), str(clips["gen"]), *SCORE_TINY, "--frames", "6", "--csv",
                            str(tmp / "s.csv"), "--json", str(tmp / "s.json")], capsys)
     assert code == 0, err
     rows = list(csv.DictReader(open(tmp / "s.csv")))
@@ -127,7 +122,7 @@ def test_per_frame_scores_equal_verify_and_every_video_weighs_the_same(clips, ca
     for i in videos["b.avi"]["frames"]:
         pngs.append(tmp / f"b_{i}.png")
         Image.fromarray(every[i]).save(pngs[-1])
-    code, out, err = _run(["verify", str(clips["ref"]), *map(str, pngs), *TINY[:-3], "--device", "cpu", "--json", "-"],
+    code, out, err = _run(["verify", str(clips["ref"]), *map(str, pngs), *SCORE_TINY[:-3], "--device", "cpu", "--json", "-"],
                           capsys)
     assert code == 0, err
     by_cli = [r["similarity"] for r in json.loads(out)]
@@ -160,7 +155,7 @@ def test_no_face_frames_are_centre_scored_or_left_out_but_always_counted(tmp_pat
     clip = write_video(tmp_path / "mixed.mp4", face[:3] + noise + face[3:], options={"crf": "0"})
     astronaut.crop((120, 20, 380, 280)).resize((160, 160)).save(tmp_path / "ref.png")
     face_args = ["--crop", "face", "--detector", "mtcnn", "--frames", "all"]
-    base = ["score", str(tmp_path / "ref.png"), str(clip), *TINY, *face_args]
+    base = ["score", str(tmp_path / "ref.png"), str(clip), *SCORE_TINY, *face_args]
     code, out, err = _run([*base, "--json", str(tmp_path / "c.json"), "--plot", str(tmp_path / "plots")], capsys)
     assert code == 0, err
     center = json.loads((tmp_path / "c.json").read_text())["models"]["StyleID"]["videos"][0]
@@ -198,7 +193,7 @@ def test_a_clip_cut_short_is_scored_on_what_decodes(tmp_path, astronaut, capsys)
     reader = VideoReader(cut, 16)
     held = len(decode_all(cut))
     assert 0 < reader.count == held < 30 and reader.lost == 30 - held  # the header lists 30
-    code, out, err = _run(["score", str(tmp_path / "ref.png"), str(cut), *TINY, "--json", str(tmp_path / "s.json")], capsys)
+    code, out, err = _run(["score", str(tmp_path / "ref.png"), str(cut), *SCORE_TINY, "--json", str(tmp_path / "s.json")], capsys)
     assert code == 0, err
     v = json.loads((tmp_path / "s.json").read_text())["models"]["StyleID"]["videos"][0]
     assert v["frames"] == sample_indices(held, 16) and v["unreadable"] == 30 - held
@@ -250,19 +245,19 @@ def test_bad_videos_and_frames_values_are_one_line_exit_2_nothing_written(tmp_pa
              _audio_only(tmp_path / "zero.mkv", empty_video=True): "holds no frames"}
     out_json, out_csv = tmp_path / "o.json", tmp_path / "o.csv"
     for path, words in cases.items():
-        code, out, err = _run(["score", str(tmp_path / "ref.png"), str(path), *TINY, "--json", str(out_json),
+        code, out, err = _run(["score", str(tmp_path / "ref.png"), str(path), *SCORE_TINY, "--json", str(out_json),
                                "--csv", str(out_csv), "--plot", str(tmp_path / "plots")], capsys)
         assert code == 2 and words in err and str(path.name) in err, (path, err)
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
         assert not out_json.exists() and not out_csv.exists() and not (tmp_path / "plots").exists()
     monkeypatch.setattr(video_module, "MAX_FRAME_PIXELS", 50 * 50)  # a frame size over the limit
-    code, _, err = _run(["score", str(tmp_path / "ref.png"), str(good), *TINY, "--json", str(out_json)], capsys)
+    code, _, err = _run(["score", str(tmp_path / "ref.png"), str(good), *SCORE_TINY, "--json", str(out_json)], capsys)
     assert code == 2 and "MP limit" in err and not out_json.exists()
     monkeypatch.undo()
     for value, words in (("0", "--frames 0: must be at least 1"), ("-2", "--frames -2"), ("x", "--frames x")):
-        code, _, err = _run(["score", str(tmp_path / "ref.png"), str(good), *TINY, "--frames", value, "--json", str(out_json)], capsys)
+        code, _, err = _run(["score", str(tmp_path / "ref.png"), str(good), *SCORE_TINY, "--frames", value, "--json", str(out_json)], capsys)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1 and not out_json.exists(), err
-    code, _, err = _run(["score", str(tmp_path / "ref.png"), str(tmp_path / "ref.png"), *TINY, "--frames", "4",
+    code, _, err = _run(["score", str(tmp_path / "ref.png"), str(tmp_path / "ref.png"), *SCORE_TINY, "--frames", "4",
                          "--json", str(out_json)], capsys)
     assert code == 2 and "--frames 4" in err and "no video" in err and not out_json.exists()
 
